@@ -1,0 +1,1 @@
+"""The bridge between model and implementation, and the command line."""
