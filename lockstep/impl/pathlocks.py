@@ -173,7 +173,8 @@ def lock_holder_pid(lock_path: str | os.PathLike[str]) -> int | None:
     """The pid of the process holding a lock on the file `lock_path` names, or None.
 
     Reads the kernel's lock table with F_GETLK (asking "could I take a write lock?").
-    None when the file does not exist or nobody else holds a lock on it. Caveats, all
+    None when the file does not exist or nobody else holds a lock on it; with several
+    read-lock holders, one of them. Caveats, all
     from POSIX: the caller's own locks never show (they do not conflict with itself);
     a lock on an unlinked inode does not show (this asks about the inode the name
     denotes now); and the caller must not itself hold locks on this file, because
@@ -191,9 +192,9 @@ def lock_holder_pid(lock_path: str | os.PathLike[str]) -> int | None:
     return None if l_type == fcntl.F_UNLCK else int(l_pid)
 
 
-def path_is_locked_by_me(path: str) -> bool:
+def path_is_locked_by_me(path: str | os.PathLike[str]) -> bool:
     """Does some PathLocks object of this process hold the lock of store path `path`?"""
-    return path + LOCK_SUFFIX in _locked_paths
+    return os.fspath(path) + LOCK_SUFFIX in _locked_paths
 
 
 class PathLocks:
@@ -203,7 +204,9 @@ class PathLocks:
     constructor; ``PathLocks()`` locks nothing until :meth:`lock_paths`.
     """
 
-    def __init__(self, paths: Iterable[str] | None = None, wait_msg: str = "") -> None:
+    def __init__(
+        self, paths: Iterable[str | os.PathLike[str]] | None = None, wait_msg: str = ""
+    ) -> None:
         # Invariant: every (fd, lock_path) here holds a granted write lock on the inode
         # lock_path named when it passed the stale check, and lock_path is in
         # _locked_paths (unless Z6 let a second owner in).
@@ -218,7 +221,7 @@ class PathLocks:
         """The lock-file names held, in acquisition (sorted) order."""
         return [lock_path for _fd, lock_path in self._fds]
 
-    def lock_paths(self, paths: Iterable[str], wait_msg: str = "", wait: bool = True) -> bool:
+    def lock_paths(self, paths: Iterable[str | os.PathLike[str]], wait_msg: str = "", wait: bool = True) -> bool:
         """Lock every path in `paths`, in sorted order. See the module essay.
 
         Returns True when all are held. With `wait` false, returns False as soon as one
@@ -231,8 +234,13 @@ class PathLocks:
                 f"PathLocks.lock_paths: this object already holds {self.lock_files}; "
                 f"call unlock() before locking again"
             )
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise TypeError(
+                f"PathLocks.lock_paths takes a collection of store paths, not the single "
+                f"path {paths!r}; write lock_paths([path])"
+            )
         self._owner_pid = os.getpid()
-        for path in sorted(set(paths)):
+        for path in sorted({os.fspath(p) for p in paths}):
             lock_path = path + LOCK_SUFFIX
             if lock_path in _locked_paths and not bugs.is_enabled("Z6"):
                 raise SelfDeadlockError(path)
@@ -244,7 +252,7 @@ class PathLocks:
             _locked_paths.add(lock_path)
         return True
 
-    def lock_paths_nowait(self, paths: Iterable[str]) -> bool:
+    def lock_paths_nowait(self, paths: Iterable[str | os.PathLike[str]]) -> bool:
         """The non-blocking form of :meth:`lock_paths`: all of `paths` or none."""
         return self.lock_paths(paths, wait=False)
 

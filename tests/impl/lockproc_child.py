@@ -15,15 +15,20 @@ stdout so that ``lock_paths``' wait message arrives, in order, before the answer
                              (logging an overlap to OVERLAPS), increment COUNTER by a
                              non-atomic read-modify-write, leave, unlock with deletion on
                              every other round; ``done``
+``lockfile READ|WRITE PATH`` open (create) PATH and lock_file(wait=False), keeping the
+                             fd open; ``ok True`` or ``ok False``
+``sigusr1``                  install a no-op SIGUSR1 handler (so the signal interrupts
+                             system calls with EINTR); ``ok``
 ``exit``                     exit 0
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
-from lockstep.impl.pathlocks import PathLocks
+from lockstep.impl.pathlocks import LockType, PathLocks, lock_file, open_lock_file
 
 
 def enter(marker: str) -> bool:
@@ -63,6 +68,7 @@ def hammer(rounds: int, path: str, counter: str, marker: str, overlaps: str) -> 
 def main() -> None:
     sys.stderr = sys.stdout
     locks = PathLocks()
+    kept_fds: list[int] = []
     for line in sys.stdin:
         cmd, *args = line.split()
         if cmd == "lock":
@@ -84,6 +90,14 @@ def main() -> None:
         elif cmd == "hammer":
             hammer(int(args[0]), *args[1:5])
             reply = "done"
+        elif cmd == "lockfile":
+            fd = open_lock_file(args[1], create=True)
+            assert fd is not None
+            kept_fds.append(fd)
+            reply = f"ok {lock_file(fd, LockType[args[0]], wait=False)}"
+        elif cmd == "sigusr1":
+            signal.signal(signal.SIGUSR1, lambda _signum, _frame: None)
+            reply = "ok"
         elif cmd == "exit":
             return
         else:

@@ -70,6 +70,15 @@ def test_lock_paths_sorts_and_records(tmp_path: Path) -> None:
     assert all(os.path.exists(p + ".lock") for p in paths)  # kept without deletion
 
 
+def test_lock_paths_takes_path_objects_but_not_a_single_string(tmp_path: Path) -> None:
+    locks = PathLocks()
+    with pytest.raises(TypeError, match=r"write lock_paths\(\[path\]\)"):
+        locks.lock_paths(str(tmp_path / "out"))
+    assert locks.lock_paths_nowait([tmp_path / "out"])
+    assert path_is_locked_by_me(tmp_path / "out")
+    locks.unlock()
+
+
 def test_deletion_removes_lock_files_at_unlock(tmp_path: Path) -> None:
     path = str(tmp_path / "out")
     with PathLocks([path]) as locks:

@@ -177,6 +177,36 @@ def test_kill_9_of_holder_frees_the_lock(spawn: type[LockProc], tmp_path: Path) 
     assert lock_holder_pid(path + ".lock") == b.pid
 
 
+def test_blocking_lock_survives_signals(spawn: type[LockProc], tmp_path: Path) -> None:
+    """F_SETLKW interrupted by a handled signal (EINTR) keeps waiting, then acquires."""
+    path = str(tmp_path / "out")
+    a, b = spawn(), spawn()
+    assert b.ask("sigusr1") == "ok"
+    assert a.ask(f"lock - {path}") == "locked"
+    b.send(f"lock waiting {path}")
+    assert b.read_line() == "waiting"
+    for _ in range(20):
+        os.kill(b.pid, signal.SIGUSR1)
+    assert a.ask("unlock") == "ok"
+    assert b.read_line() == "locked"
+    assert lock_holder_pid(path + ".lock") == b.pid
+
+
+def test_read_locks_are_shared_and_exclude_writers(
+    spawn: type[LockProc], tmp_path: Path
+) -> None:
+    lock = str(tmp_path / "f.lock")
+    r1, r2, w = spawn(), spawn(), spawn()
+    assert r1.ask(f"lockfile READ {lock}") == "ok True"
+    assert r2.ask(f"lockfile READ {lock}") == "ok True"
+    assert w.ask(f"lockfile WRITE {lock}") == "ok False"
+    assert lock_holder_pid(lock) in (r1.pid, r2.pid)
+    r1.kill()
+    r2.kill()
+    assert w.ask(f"lockfile WRITE {lock}") == "ok True"
+    assert r1.proc.returncode == -signal.SIGKILL
+
+
 def test_lock_holder_pid_reads_the_kernel_lock_table(
     spawn: type[LockProc], tmp_path: Path
 ) -> None:
