@@ -99,18 +99,40 @@ def spawn() -> Iterator[type[LockProc]]:
         child.close()
 
 
-def test_two_processes_never_hold_the_same_lock(spawn: type[LockProc], tmp_path: Path) -> None:
+def hammer(spawn: type[LockProc], tmp_path: Path, bug_names: tuple[str, ...]) -> tuple[str, int]:
+    """4 processes x 300 rounds of lock / enter / increment / leave / unlock (deleting the
+    lock file every other round). Returns the overlap log and the final counter."""
+    tmp_path.mkdir(exist_ok=True)
     path, counter = str(tmp_path / "out"), tmp_path / "counter"
     marker, overlaps = tmp_path / "inside", tmp_path / "overlaps"
     counter.write_text("")
     overlaps.write_text("")
-    children, rounds = [spawn() for _ in range(4)], 300
+    children = [spawn(bug_names) for _ in range(4)]
     for child in children:
-        child.send(f"hammer {rounds} {path} {counter} {marker} {overlaps}")
+        child.send(f"hammer {ROUNDS} {path} {counter} {marker} {overlaps}")
     for child in children:
         assert child.read_line() == "done"
-    assert overlaps.read_text() == ""
-    assert int(counter.read_text()) == rounds * len(children)  # no lost update
+        child.close()
+    return overlaps.read_text(), int(counter.read_text())
+
+
+ROUNDS = 300
+
+
+def test_two_processes_never_hold_the_same_lock(spawn: type[LockProc], tmp_path: Path) -> None:
+    overlaps, count = hammer(spawn, tmp_path, ())
+    assert overlaps == ""
+    assert count == 4 * ROUNDS  # no lost update
+
+
+def test_hammer_detector_catches_z7(spawn: type[LockProc], tmp_path: Path) -> None:
+    """The broken variant must fail. Overlap under Z7 depends on scheduling (in trials
+    about 60% of rounds overlap), so allow up to 10 hammer runs to see one."""
+    for attempt in range(10):
+        overlaps, _count = hammer(spawn, tmp_path / str(attempt), ("Z7",))
+        if overlaps:
+            break
+    assert overlaps, "Z7 switched on, yet the hammer saw no two holders in 10 runs"
 
 
 @pytest.mark.parametrize("bug_names", [(), ("Z7",)], ids=["fixed", "Z7"])
