@@ -104,3 +104,15 @@ def test_unlock_releases_everything_even_if_deletion_fails(tmp_path: Path) -> No
     assert info.value.errno == errno.EIO
     assert locks.lock_files == []
     assert not any(path_is_locked_by_me(p) for p in paths)
+
+
+def test_self_deadlock_midway_keeps_earlier_locks_until_unlock(tmp_path: Path) -> None:
+    """As pathlocks.cc: the throw leaves locks taken earlier in the call in the object."""
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    with PathLocks([b]):
+        locks = PathLocks()
+        with pytest.raises(RuntimeError, match=r"self-held lock .*/b'"):
+            locks.lock_paths_nowait([b, a])
+        assert locks.lock_files == [a + ".lock"] and path_is_locked_by_me(a)
+        locks.unlock()
+        assert not path_is_locked_by_me(a)
