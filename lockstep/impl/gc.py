@@ -77,7 +77,7 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
-def _lock_gc(gc_lock_path: str, lock_type: LockType) -> int:
+def lock_gc(gc_lock_path: str, lock_type: LockType) -> int:
     fd = open_lock_file(gc_lock_path, True)
     assert fd is not None
     if not lock_file(fd, lock_type, False):
@@ -106,7 +106,7 @@ class TempRoots:
     def _open(self) -> _TempRootsFile:
         path = os.path.join(self.dir, str(os.getpid()))
         while True:
-            gc_fd = _lock_gc(self.gc_lock_path, LockType.READ)  # no collection may run now
+            gc_fd = lock_gc(self.gc_lock_path, LockType.READ)  # no collection may run now
             try:
                 try:
                     os.unlink(path)  # a file with our pid is a dead process's leftover
@@ -176,10 +176,18 @@ def read_temp_roots(store: LocalStore) -> tuple[set[str], list[int]]:
             continue
         lock_file(fd, LockType.READ, True)
         fds.append(fd)
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read()
+        data = _read_all(fd)  # never via a second fd: closing it would drop our lock
         roots.update(p.decode("utf-8", "surrogateescape") for p in data.split(b"\0") if p)
     return roots, fds
+
+
+def _read_all(fd: int) -> bytes:
+    parts: list[bytes] = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 16, offset):
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
 
 
 def find_roots(store: LocalStore) -> set[str]:
@@ -227,7 +235,7 @@ def _closure(store: LocalStore, roots: Iterable[str], valid: set[str]) -> set[st
 def collect_garbage(store: LocalStore, max_freed: int | None = None, dry_run: bool = False) -> GCResult:
     """Delete every store entry not reachable from a root; see the module essay."""
     result = GCResult()
-    gc_fd = _lock_gc(store.gc_lock_path, LockType.WRITE)
+    gc_fd = lock_gc(store.gc_lock_path, LockType.WRITE)
     temp_fds: list[int] = []
     try:
         roots = find_roots(store)

@@ -39,7 +39,7 @@ from types import TracebackType
 from . import derivations as drvs
 from . import faults
 from .archive import Regular, delete_path, dump_path, hash_path, parse_nar, restore_path, write_tree
-from .gc import TempRoots
+from .gc import TempRoots, lock_gc
 from .hash import Hash, HashSink, parse_hash, sha256
 from .misc import ReferenceCycleError, StoreError, topo_sort_paths
 from .pathlocks import LockType, PathLocks, lock_file, open_lock_file
@@ -437,9 +437,4 @@ class LocalStore:
 
     def sync_with_gc(self) -> None:
         """Wait for a running collection to finish (take gc.lock shared, briefly)."""
-        fd = open_lock_file(self.gc_lock_path, True)
-        assert fd is not None
-        try:
-            lock_file(fd, LockType.READ, True)
-        finally:
-            os.close(fd)
+        os.close(lock_gc(self.gc_lock_path, LockType.READ))
