@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -120,14 +121,15 @@ class LocalStore:
         if not os.path.exists(schema_file):
             lock_file(fd, LockType.WRITE, True)  # first opener creates the database
         elif not lock_file(fd, LockType.READ, False):
-            print("waiting for the big store lock...", flush=True)
+            print("waiting for the big store lock...", file=sys.stderr, flush=True)
+            lock_file(fd, LockType.READ, True)
         self.db = open_db(os.path.join(self.db_dir, "db.sqlite"), wal)
         if not os.path.exists(schema_file):
             tmp = f"{schema_file}.tmp-{os.getpid()}"
             with open(tmp, "w") as f:
                 f.write(str(SCHEMA_VERSION))
             os.rename(tmp, schema_file)
-        lock_file(fd, LockType.READ, True)
+        lock_file(fd, LockType.READ, True)  # (a downgrade, if we created the database)
         self._check_schema(schema_file)
         self.temp_roots = TempRoots(self.state_dir, self.gc_lock_path)
         self._drv_hashes: dict[str, Hash] = {}
