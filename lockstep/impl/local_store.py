@@ -97,7 +97,13 @@ def canonicalise_path_metadata(path: str) -> None:
 
 
 class LocalStore:
-    """One process's handle on the store. Not thread-safe (nor is the daemon)."""
+    """One process's handle on the store. Not thread-safe (nor is the daemon).
+
+    Open one per process, as the daemon does. Several in one process work (they share
+    the process's temp-roots file), but fcntl locks belong to the process: closing one
+    store's big-lock fd drops the shared big lock of the others too (harmless today,
+    since nothing takes it exclusively once the database exists).
+    """
 
     def __init__(
         self,
