@@ -156,6 +156,8 @@ def _derivation(scn: str, name: str, table: Any) -> Derivation:
 
 
 def _processes(scn: str, value: Any, known: set[str]) -> tuple[Process, ...]:
+    if value is None:
+        raise _fail(scn, "processes", "missing", "add at least one [[processes]] table")
     tables = _typed(scn, "processes", value, list, "an array of tables [[processes]]")
     if not tables:
         raise _fail(scn, "processes", "no processes", "add at least one [[processes]] table")
@@ -246,6 +248,10 @@ def load_scenario(path: str | Path) -> Scenario:
     except FileNotFoundError:
         raise ScenarioError(f"scenario file {str(p)!r} does not exist; give a path to a .toml file "
                             "or a built-in scenario name (see `lockstep scenarios`)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ScenarioError(f"scenario file {str(p)!r} cannot be read ({reason}); "
+                            "give a path to a readable .toml file") from None
     return parse_scenario(text, str(p))
 
 
