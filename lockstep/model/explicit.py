@@ -21,51 +21,62 @@ from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .compile import Compiled
+from .compile import Compiled, Packed, Packing, StepCheck
 from .machine import Model, State
-from .properties import CATALOGUE
+from .properties import CATALOGUE, PROPERTIES
 from .state import Status, symmetry_groups
 from .trace import Trace
 
-Canon = Callable[[State], State]
+Canon = Callable[[Packed], Packed]
 
 
-def make_canon(model: Model) -> Canon | None:
-    """The canonicalisation function for the model's symmetry groups, or None if none."""
+def make_canon(model: Model, pk: Packing) -> Canon | None:
+    """The canonicalisation function over packed states, or None if no symmetry.
+
+    Within each group, process blocks are sorted by (block, locks held); the
+    lock table's process numbers are renamed to follow. Generated code: the
+    common case, blocks already in strictly increasing order, returns at once.
+    """
     lay = model.layout
     groups = [g for g in symmetry_groups(model.scenario) if len(g) > 1]
     if not groups:
         return None
     locks = [(lay.index[("lock", o)], lay.index[("holder", o)]) for o in model.scenario.paths]
-    shared = lay.shared_start
-
-    def canon(s: State) -> State:
-        out = list(s)
-        relabel: dict[int, int] = {}
-        for g in groups:
-            keyed = []
-            for p in g:
-                a, b = lay.blocks[p]
-                held = tuple(s[h] if s[li] == p + 1 else 0 for li, h in locks)
-                keyed.append((s[a:b] + held, p))
-            keyed.sort()
-            for pos, (_, old) in enumerate(keyed):
-                new = g[pos]
-                if new != old:
-                    relabel[old + 1] = new + 1
-                    a, b = lay.blocks[new]
-                    oa, ob = lay.blocks[old]
-                    out[a:b] = s[oa:ob]
-        if not relabel:
-            return s
-        for li, _ in locks:
-            v = s[li]
-            if v in relabel:
-                out[li] = relabel[v]
-        assert len(out) == len(s) and shared <= len(out)
-        return tuple(out)
-
-    return canon
+    lines = ["def canon(s):"]
+    fast = []
+    blocks = {p: pk.range_mask(*lay.blocks[p]) for g in groups for p in g}
+    clear = pk.all
+    for g in groups:
+        for p in g:
+            shift, mask = blocks[p]
+            lines.append(f"    b{p} = s >> {shift} & {mask}")
+            clear &= ~(mask << shift)
+        fast.append(" and ".join(f"b{p} < b{q}" for p, q in zip(g, g[1:], strict=False)))
+    lines.append(f"    if {' and '.join(fast)}:")
+    lines.append("        return s")
+    lines.append(f"    out = s & {clear}")
+    lines.append("    relabel = {}")
+    for g in groups:
+        keyed = []
+        for p in g:
+            held = ", ".join(f"({pk.read(h)} if {pk.read(li)} == {p + 1} else 0)" for li, h in locks)
+            keyed.append(f"(b{p}, ({held},), {p})")
+        lines.append(f"    keyed = sorted([{', '.join(keyed)}])")
+        for pos, p in enumerate(g):
+            lines.append(f"    out |= keyed[{pos}][0] << {blocks[p][0]}")
+            lines.append(f"    if keyed[{pos}][2] != {p}: relabel[keyed[{pos}][2] + 1] = {p + 1}")
+    lines.append("    if not relabel:")
+    lines.append("        return s")
+    for li, _ in locks:
+        off, field = pk.offset[li], pk.field(li)
+        lines.append(f"    v = {pk.read(li)}")
+        lines.append(f"    if v in relabel: out = (out & {pk.all & ~field}) | (relabel[v] << {off})")
+    lines.append("    return out")
+    namespace: dict[str, object] = {}
+    exec(compile("\n".join(lines) + "\n", "<lockstep:canon>", "exec"), namespace)  # noqa: S102
+    fn = namespace["canon"]
+    assert callable(fn)
+    return fn
 
 
 @dataclass
@@ -101,12 +112,11 @@ class Explorer:
         self.model = model
         self.symmetry = symmetry
         self.compiled = compiled or Compiled(model)
-        self.canon = make_canon(model) if symmetry else None
-        self.ids: dict[State, int] = {}
-        self.states: list[State] = []
+        self.packing = self.compiled.packing
+        self.canon = make_canon(model, self.packing) if symmetry else None
+        self.ids: dict[Packed, int] = {}
+        self.states: list[Packed] = []
         self.parent = array("i")
-        self.via = array("i")  # transition index that led here (-1 for the initial state)
-        self.depths = array("i")
 
     def _trace(self, sid: int, prop: str, final_step: int | None = None) -> Trace:
         """A concrete trace to state `sid` (plus one more transition, for step properties)."""
@@ -117,7 +127,7 @@ class Explorer:
         chain.reverse()
         m = self.model
         succ = self.compiled.successors
-        concrete = [m.init_state()]
+        concrete = [self.packing.pack(m.init_state())]
         acts = []
         for nxt in chain[1:]:
             target = self.states[nxt]
@@ -137,7 +147,7 @@ class Explorer:
                     concrete.append(t)
                     acts.append(m.transitions[k].action)
                     break
-        return Trace(m, concrete, acts, prop)
+        return Trace(m, [self.packing.unpack(x) for x in concrete], acts, prop)
 
     def find(self, predicate: Callable[[State], bool], max_states: int | None = None) -> Trace | None:
         """Shortest trace to a state satisfying `predicate` (which must be symmetric)."""
@@ -146,60 +156,71 @@ class Explorer:
 
     def explore(self, stop: Callable[[State], bool] | None = None, max_states: int | None = None,
                 max_depth: int | None = None, stop_when_decided: bool = False) -> Exploration:
+        """Breadth-first search; every property's first witness is the shallowest one.
+
+        `stop`: end at the first state satisfying it (its trace is `self.found`).
+        `stop_when_decided`: end once every `always` property is violated.
+        """
         m, c = self.model, self.compiled
         canon = self.canon
         succ = c.successors
         running = c.someone_running
         start = time.perf_counter()
         ex = Exploration(m.scenario.name, m.policy, self.symmetry)
-        checks = list(c.state_checks.items())
-        steps = [(name, ch) for name, ch in c.step_checks.items() if ch]
-        kinds = {p.name: p.kind for p in CATALOGUE}
-        first: dict[str, tuple[int, int | None]] = {}  # property -> (state id, successor id for steps)
+        kinds: dict[str, str] = {p.name: p.kind for p in CATALOGUE}
+        first: dict[str, tuple[int, int | None]] = {}  # property -> (state id, -2 - transition for steps)
+        # deadlock_free is decided from the successors (none, while someone runs)
+        checks = [(n, ch, kinds[n] == "always") for n, ch in c.state_checks.items() if n != "deadlock_free"]
+        steps: dict[int, list[tuple[str, StepCheck, bool]]] = {}
+        for name, per_k in c.step_checks.items():
+            for k, fn in per_k.items():
+                steps.setdefault(k, []).append((name, fn, kinds[name] == "always"))
+        step_targets: dict[str, Packed] = {}  # step property -> (canonical) successor that decided it
+        self._step_targets = step_targets
         deadlock_at: int | None = None
-        edges_from = array("i")  # flattened successor ids, for requests_complete
+        edges = array("i")  # flattened successor ids, for requests_complete
         offsets = array("l", [0])
         self.found: Trace | None = None
+        always = {n for n, k in kinds.items() if k == "always"} - {"deadlock_free", "requests_complete"}
 
-        init = m.init_state()
+        init = self.packing.pack(m.init_state())
         init = canon(init) if canon else init
-        ids, states, parent, via, depths = self.ids, self.states, self.parent, self.via, self.depths
+        unpack = self.packing.unpack
+        ids, states, parent = self.ids, self.states, self.parent
         ids[init] = 0
         states.append(init)
         parent.append(-1)
-        via.append(-1)
-        depths.append(0)
-        head = 0
+        head = depth = 0
+        level_end = 1
         complete = True
-        always_names = {n for n, k in kinds.items() if k == "always"}
         while head < len(states):
+            if head == level_end:
+                depth += 1
+                level_end = len(states)
+                if max_depth is not None and depth > max_depth:
+                    complete = False
+                    break
             s = states[head]
             sid = head
             head += 1
-            if stop is not None and stop(s):
+            if stop is not None and stop(unpack(s)):
                 self.found = self._trace(sid, "target")
                 complete = False
                 break
-            for name, check in checks:
-                if name in first:
-                    continue
-                ok = check(s)
-                if ok != (kinds[name] == "always"):
-                    first[name] = (sid, None)
-            if max_depth is not None and depths[sid] >= max_depth:
-                complete = False
-                offsets.append(len(edges_from))
-                continue
+            if checks:
+                for name, check, want in checks:
+                    if check(s) != want:
+                        first[name] = (sid, None)
+                checks = [x for x in checks if x[0] not in first]
             out = succ(s)
             if not out and deadlock_at is None and running(s):
                 deadlock_at = sid
-            d1 = depths[sid] + 1
             for k, t in out:
-                for name, ch in steps:
-                    if name not in first and k in ch:
-                        ok = ch[k](s, t)
-                        if ok != (kinds[name] == "always"):
+                if k in steps:
+                    for name, fn, want in steps[k]:
+                        if name not in first and fn(s, t) != want:
                             first[name] = (sid, -2 - k)
+                            step_targets[name] = canon(t) if canon else t
                 if canon:
                     t = canon(t)
                 tid = ids.get(t)
@@ -208,37 +229,44 @@ class Explorer:
                     ids[t] = tid
                     states.append(t)
                     parent.append(sid)
-                    via.append(k)
-                    depths.append(d1)
-                edges_from.append(tid)
-            offsets.append(len(edges_from))
+                edges.append(tid)
+            offsets.append(len(edges))
             ex.transitions += len(out)
-            if max_states is not None and len(states) >= max_states:
-                complete = head >= len(states)
-                if not complete:
-                    break
-            if stop_when_decided and deadlock_at is not None and always_names <= set(first) | {
-                    "deadlock_free", "requests_complete"}:
+            if max_states is not None and len(states) >= max_states and head < len(states):
                 complete = False
                 break
-        ex.seconds = time.perf_counter() - start
+            if stop_when_decided and deadlock_at is not None and always <= first.keys():
+                complete = False
+                break
         ex.states = len(states)
-        ex.depth = max(depths) if len(depths) else 0
+        ex.depth = depth
         ex.complete = complete and head >= len(states)
-        self._offsets, self._edges = offsets, edges_from
+        self._offsets, self._edges = offsets, edges
         ex.results = self._results(first, deadlock_at, ex.complete, kinds)
         ex.seconds = time.perf_counter() - start
         return ex
 
     def _step_trace(self, sid: int, code: int | None, name: str) -> Trace:
-        if code is None:
-            return self._trace(sid, name)
-        k = -2 - code
+        """The trace to state `sid`, plus, for a step property, the step that decided it.
+
+        With symmetry the concrete last state may be a permutation of the stored
+        one, so the deciding step is re-found among its successors: one whose
+        canonical form is the stored successor and whose check agrees.
+        """
         tr = self._trace(sid, name)
-        s = tr.states[-1]
-        t = self.model.next_state(s, self.model.transitions[k].action)
-        assert t is not None
-        return Trace(self.model, tr.states + [t], tr.actions + [self.model.transitions[k].action], name)
+        if code is None:
+            return tr
+        c = self.compiled
+        pk = self.packing
+        s = pk.pack(tr.states[-1])
+        target = self._step_targets[name]
+        want = PROPERTIES[name].kind == "always"
+        for k, t in c.successors(s):
+            fn = c.step_checks[name].get(k)
+            if fn is not None and fn(s, t) != want and (self.canon(t) if self.canon else t) == target:
+                a = self.model.transitions[k].action
+                return Trace(self.model, tr.states + [pk.unpack(t)], tr.actions + [a], name)
+        raise AssertionError(f"step deciding {name} not found again")  # pragma: no cover
 
     def _results(self, first: dict[str, tuple[int, int | None]], deadlock_at: int | None,
                  complete: bool, kinds: Mapping[str, str]) -> dict[str, PropertyResult]:
@@ -288,7 +316,9 @@ class Explorer:
                 t = edges[j]
                 rev[fill[t]] = src
                 fill[t] += 1
-        stack = [i for i, s in enumerate(self.states) if all(s[x] in returned for x in status_idx)]
+        pk = self.packing
+        ended = [(pk.offset[x], (1 << pk.width[x]) - 1) for x in status_idx]
+        stack = [i for i, s in enumerate(self.states) if all((s >> o & m) in returned for o, m in ended)]
         for i in stack:
             good[i] = 1
         while stack:

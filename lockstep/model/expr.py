@@ -231,15 +231,20 @@ def evaluate(e: Expr, pre: Sequence[int], post: Sequence[int] | None = None) -> 
     raise ValueError(f"unknown operator {k!r}")
 
 
-def to_python(e: Expr, pre: str = "s", post: str = "t") -> str:
-    """Python source computing `e`; variables read from the tuples named `pre`/`post`."""
+def to_python(e: Expr, pre: str = "s", post: str = "t", names: Mapping[Expr, str] | None = None) -> str:
+    """Python source computing `e`; variables read from the tuples named `pre`/`post`.
+
+    `names` maps subexpressions to local variable names already holding their value.
+    """
+    if names and e in names:
+        return names[e]
     if isinstance(e, Const):
         return str(e.value)
     if isinstance(e, Var):
         return f"{pre}[{e.index}]"
     if isinstance(e, Next):
         return f"{post}[{e.index}]"
-    k, args = e.kind, [to_python(a, pre, post) for a in e.args]
+    k, args = e.kind, [to_python(a, pre, post, names) for a in e.args]
     if k == "and":
         return "(" + " and ".join(args) + ")"
     if k == "or":
