@@ -194,7 +194,7 @@ class DerivationGoal(Goal):
         # B: non-blocking, sorted, all-or-nothing: never waits while holding.
         if not self.output_locks.lock_paths_nowait(self.outputs):
             worker.wait_for_a_while(self)
-            self.report("LockFailed", blocked_on=names)
+            self.report("LockFailed", blocked_on=names, blocked_paths=self.outputs)
             return
         # C: someone beat us to it.
         valid = self.valid_outputs()

@@ -116,7 +116,7 @@ class SubstitutionGoal(Goal):
         self.output_lock = PathLocks()
         if not self.output_lock.lock_paths_nowait([self.path]):
             worker.wait_for_a_while(self)
-            self.report("SubstLockFailed", blocked_on=[self.name])
+            self.report("SubstLockFailed", blocked_on=[self.name], blocked_paths=[self.path])
             return
         if not self.repair and store.is_valid_path(self.path):  # "has become valid"
             self.output_lock.set_deletion(True)
