@@ -40,9 +40,10 @@ Derivation goals (``drv=``):
   DependencyFailed  inputsRealised: an input failed, goal done (failed)
   WaitForAnyGoal    tryToBuild A: an output is locked by another goal of this process
   LockFailed        tryToBuild B: non-blocking lock failed, goal in waitingForAWhile
-                    (field ``blocked_on``: the output path names)
+                    (``blocked_on``: output path names; ``blocked_paths``: store paths,
+                    whose ``.lock`` the kernel's lock table can be asked about)
   Beaten            tryToBuild C: outputs valid after locking; lock released (guix,
-                    release-on-done) or kept (pre-fix / Z1); goal done
+                    release-on-done) or kept (pre-fix / Z1; field ``kept``); goal done
   NoBuildSlot       tryToBuild G: no slot, locks released, goal in wantingToBuild
   StartBuild        tryToBuild H: builder running, locks held (Z10: without locks)
   BuildSucceeded    buildDone: outputs registered valid, locks released and deleted
