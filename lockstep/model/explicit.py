@@ -16,12 +16,17 @@ edges from the states where every request has returned.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import time
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from .cengine import CEngineUnavailable, CModel
 from .compile import Compiled, Packed, Packing, StepCheck
+from .expr import evaluate
 from .machine import Model, State
 from .properties import CATALOGUE, PROPERTIES
 from .state import Status, symmetry_groups
@@ -108,15 +113,21 @@ class Exploration:
 class Explorer:
     """One search over one model; keeps the state graph for traces and graph properties."""
 
-    def __init__(self, model: Model, symmetry: bool = True, compiled: Compiled | None = None) -> None:
+    def __init__(self, model: Model, symmetry: bool = True, compiled: Compiled | None = None,
+                 backend: str | None = None) -> None:
         self.model = model
         self.symmetry = symmetry
+        self.backend = backend or os.environ.get("LOCKSTEP_BACKEND", "auto")
+        if self.backend not in ("auto", "c", "python"):
+            raise ValueError(f"backend {self.backend!r}: use auto, c or python")
         self.compiled = compiled or Compiled(model)
         self.packing = self.compiled.packing
         self.canon = make_canon(model, self.packing) if symmetry else None
         self.ids: dict[Packed, int] = {}
         self.states: list[Packed] = []
         self.parent = array("i")
+        self._c: tuple[CModel, Any] | None = None  # the C explorer whose results are being read
+        self._deadlock_ids: list[int] = []
 
     def _trace(self, sid: int, prop: str, final_step: int | None = None) -> Trace:
         """A concrete trace to state `sid` (plus one more transition, for step properties)."""
@@ -161,6 +172,12 @@ class Explorer:
         `stop`: end at the first state satisfying it (its trace is `self.found`).
         `stop_when_decided`: end once every `always` property is violated.
         """
+        if stop is None and self.backend != "python":
+            try:
+                return self._explore_c(max_states, max_depth, stop_when_decided)
+            except CEngineUnavailable:
+                if self.backend == "c":
+                    raise
         m, c = self.model, self.compiled
         canon = self.canon
         succ = c.successors
@@ -245,6 +262,142 @@ class Explorer:
         ex.results = self._results(first, deadlock_at, ex.complete, kinds)
         ex.seconds = time.perf_counter() - start
         return ex
+
+    # -- the C backend ---------------------------------------------------------------
+
+    def _explore_c(self, max_states: int | None, max_depth: int | None,
+                   stop_when_decided: bool) -> Exploration:
+        start = time.perf_counter()
+        cm = CModel(self.model, self.symmetry)
+        lib = cm.lib
+        e = lib.lockstep_new()
+        if not e:
+            raise MemoryError("the C explorer could not allocate its tables")
+        try:
+            init = cm.encode(self.model.init_state())
+            rc = lib.lockstep_explore(e, init, max_states or 0, -1 if max_depth is None else max_depth,
+                                      int(cm.symmetry), 1, int(stop_when_decided))
+            if rc < 0 or lib.lockstep_oom(e):
+                raise MemoryError("the C explorer ran out of memory")
+            ex = Exploration(self.model.scenario.name, self.model.policy, self.symmetry)
+            ex.states = lib.lockstep_count(e)
+            ex.transitions = lib.lockstep_transitions(e)
+            ex.depth = lib.lockstep_depth(e)
+            ex.complete = bool(lib.lockstep_complete(e))
+            self._c = (cm, e)
+            ex.results = self._results_c()
+            self._deadlock_ids = [lib.lockstep_deadlock(e, i) for i in range(lib.lockstep_n_deadlocks(e))]
+        finally:
+            lib.lockstep_free(e)
+            self._c = None
+        ex.seconds = time.perf_counter() - start
+        return ex
+
+    def _c_trace(self, sid: int, name: str, step_target: int | None = None, k: int | None = None) -> Trace:
+        assert self._c is not None
+        cm, e = self._c
+        lib = cm.lib
+
+        def state(i: int) -> bytes:
+            return ctypes.string_at(lib.lockstep_state(e, i), cm.nvp)
+
+        chain = []
+        while sid != -1:
+            chain.append(sid)
+            sid = lib.lockstep_parent(e, sid)
+        chain.reverse()
+        m = self.model
+        cur = cm.encode(m.init_state())
+        states = [m.init_state()]
+        acts = []
+        targets = [state(i) for i in chain[1:]]
+        if step_target is not None:
+            targets.append(state(step_target))
+        for n, target in enumerate(targets):
+            last = step_target is not None and n == len(targets) - 1
+            for kk, t in cm.successors(cur):
+                if cm.canon(t) != target:
+                    continue
+                if last:  # the step must decide the property as the stored one did
+                    prop = PROPERTIES[name]
+                    assert prop.step is not None and k is not None
+                    expr = prop.step(m.rules, m.transitions[kk])
+                    if bool(evaluate(expr, cm.decode(cur), cm.decode(t))) == (prop.kind == "always"):
+                        continue
+                cur = t
+                states.append(cm.decode(t))
+                acts.append(m.transitions[kk].action)
+                break
+            else:  # pragma: no cover - the search found this edge
+                raise AssertionError("trace reconstruction lost an edge")
+        return Trace(m, states, acts, name)
+
+    def _results_c(self) -> dict[str, PropertyResult]:
+        assert self._c is not None
+        cm, e = self._c
+        lib = cm.lib
+        complete = bool(lib.lockstep_complete(e))
+        res: dict[str, PropertyResult] = {}
+        for p, prop in enumerate(CATALOGUE):
+            n = prop.name
+            if n == "deadlock_free":
+                at = lib.lockstep_deadlock_at(e)
+                if at >= 0:
+                    res[n] = PropertyResult(n, "always", "violated", self._c_trace(at, n))
+                else:
+                    res[n] = PropertyResult(n, "always", "holds" if complete else "unknown",
+                                            reason="" if complete else "exploration incomplete")
+                continue
+            if n == "requests_complete":
+                bad = lib.lockstep_rc_bad(e)
+                if bad >= 0:
+                    res[n] = PropertyResult(n, "always", "violated", self._c_trace(bad, n), reason=(
+                        "no state where every request has returned is reachable from the last state"))
+                elif bad == -1:
+                    res[n] = PropertyResult(n, "always", "holds")
+                else:
+                    res[n] = PropertyResult(n, "always", "unknown", reason="needs a complete exploration")
+                continue
+            fs = lib.lockstep_first_state(e, p)
+            if fs >= 0:
+                verdict = "violated" if prop.kind == "always" else "reached"
+                if prop.form == "step":
+                    tr = self._c_trace(fs, n, lib.lockstep_first_target(e, p), lib.lockstep_first_k(e, p))
+                else:
+                    tr = self._c_trace(fs, n)
+                res[n] = PropertyResult(n, prop.kind, verdict, tr)
+            elif complete:
+                res[n] = PropertyResult(n, prop.kind, "holds" if prop.kind == "always" else "unreached")
+            else:
+                res[n] = PropertyResult(n, prop.kind, "unknown", reason="exploration incomplete")
+        return res
+
+    def find_deadlock(self, predicate: Callable[[State], bool]) -> Trace | None:
+        """Shortest trace to a deadlock state satisfying `predicate` (which must be symmetric)."""
+        if self.backend != "python":
+            try:
+                return self._find_deadlock_c(predicate)
+            except CEngineUnavailable:
+                if self.backend == "c":
+                    raise
+        return self.find(lambda s: self.model.is_deadlock(s) and predicate(s))
+
+    def _find_deadlock_c(self, predicate: Callable[[State], bool]) -> Trace | None:
+        cm = CModel(self.model, self.symmetry)
+        lib = cm.lib
+        e = lib.lockstep_new()
+        try:
+            lib.lockstep_explore(e, cm.encode(self.model.init_state()), 0, -1, int(cm.symmetry), 0, 0)
+            self._c = (cm, e)
+            for i in range(lib.lockstep_n_deadlocks(e)):
+                sid = lib.lockstep_deadlock(e, i)
+                s = cm.decode(ctypes.string_at(lib.lockstep_state(e, sid), cm.nvp))
+                if predicate(s):
+                    return self._c_trace(sid, "target")
+            return None
+        finally:
+            lib.lockstep_free(e)
+            self._c = None
 
     def _step_trace(self, sid: int, code: int | None, name: str) -> Trace:
         """The trace to state `sid`, plus, for a step property, the step that decided it.
