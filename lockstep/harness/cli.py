@@ -214,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "store":
             from .store_cli import run_store
             return run_store(args)
+        if args.command in ("daemon", "build"):
+            from .daemon_cli import run_daemon_command
+            return run_daemon_command(args)
         raise BadInput(f"command {args.command!r} is not available in this installation")
     except BadInput as e:
         print(f"lockstep: error: {e}", file=sys.stderr)

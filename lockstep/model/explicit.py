@@ -166,15 +166,18 @@ class Explorer:
         return self.found
 
     def explore(self, stop: Callable[[State], bool] | None = None, max_states: int | None = None,
-                max_depth: int | None = None, stop_when_decided: bool = False) -> Exploration:
+                max_depth: int | None = None, stop_when_decided: bool = False,
+                stop_at_deadlock: bool = False) -> Exploration:
         """Breadth-first search; every property's first witness is the shallowest one.
 
         `stop`: end at the first state satisfying it (its trace is `self.found`).
         `stop_when_decided`: end once every `always` property is violated.
+        `stop_at_deadlock`: end at the first (shallowest) deadlock.
         """
         if stop is None and self.backend != "python":
             try:
-                return self._explore_c(max_states, max_depth, stop_when_decided)
+                return self._explore_c(max_states, max_depth,
+                                       int(stop_when_decided) | (2 if stop_at_deadlock else 0))
             except CEngineUnavailable:
                 if self.backend == "c":
                     raise
@@ -255,6 +258,9 @@ class Explorer:
             if stop_when_decided and deadlock_at is not None and always <= first.keys():
                 complete = False
                 break
+            if stop_at_deadlock and deadlock_at is not None:
+                complete = False
+                break
         ex.states = len(states)
         ex.depth = depth
         ex.complete = complete and head >= len(states)
@@ -265,8 +271,7 @@ class Explorer:
 
     # -- the C backend ---------------------------------------------------------------
 
-    def _explore_c(self, max_states: int | None, max_depth: int | None,
-                   stop_when_decided: bool) -> Exploration:
+    def _explore_c(self, max_states: int | None, max_depth: int | None, stop_mode: int) -> Exploration:
         start = time.perf_counter()
         cm = CModel(self.model, self.symmetry)
         lib = cm.lib
@@ -276,7 +281,7 @@ class Explorer:
         try:
             init = cm.encode(self.model.init_state())
             rc = lib.lockstep_explore(e, init, max_states or 0, -1 if max_depth is None else max_depth,
-                                      int(cm.symmetry), 1, int(stop_when_decided))
+                                      int(cm.symmetry), 1, stop_mode)
             if rc < 0 or lib.lockstep_oom(e):
                 raise MemoryError("the C explorer ran out of memory")
             ex = Exploration(self.model.scenario.name, self.model.policy, self.symmetry)

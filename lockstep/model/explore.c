@@ -258,7 +258,8 @@ int lockstep_explore(explorer_t *e, const u8 *init, uint64_t max_states, int64_t
         e->succ_off[sid + 1] = e->n_edges;
         e->transitions += (uint64_t)n;
         if (max_states && e->n >= max_states && head < e->n) { complete = 0; break; }
-        if (stop_when_decided && e->deadlock_at >= 0 && always_decided(e)) { complete = 0; break; }
+        if ((stop_when_decided & 1) && e->deadlock_at >= 0 && always_decided(e)) { complete = 0; break; }
+        if ((stop_when_decided & 2) && e->deadlock_at >= 0) { complete = 0; break; }
     }
     e->depth = depth;
     e->complete = complete && head >= e->n;

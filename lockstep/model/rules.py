@@ -170,6 +170,8 @@ class Rules:
 
     def wake(self, s: SymState, p: int, waiting: G) -> None:
         idx = [self.lay.index[("goal", p, d)] for d in self.lay.closure_of(p)]
+        if waiting == G.WAIT_SLOT and "resume-without-relock" in self.variants:
+            idx = []  # Z10: woken derivation goals resume from WAIT_SLOT straight into StartBuild
         idx += [self.lay.index[("subst", p, o)] for o in self.lay.subst_paths[p]]
         for i in idx:
             s[i] = ite(eq(s[i], waiting), G.TRY, s[i])

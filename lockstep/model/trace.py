@@ -176,19 +176,22 @@ def actions_of(data: dict[str, Any]) -> list[Action]:
 
 
 def replay(model: Model, data: dict[str, Any]) -> Trace:
-    """Replay an ITF trace's actions through `model`, checking every recorded state."""
+    """Replay an ITF trace's actions through `model`, checking each recorded state as it goes."""
     acts = actions_of(data)
+    recorded = data["states"]
+    if len(recorded) != len(acts) + 1:
+        raise TraceError(f"trace has {len(recorded)} states for {len(acts)} actions")
     states = [model.init_state()]
-    for i, a in enumerate(acts, 1):
-        nxt = model.next_state(states[-1], a)
-        if nxt is None:
-            raise TraceError(f"trace step {i}: action {a} is not enabled in the model "
-                             f"(scenario {model.scenario.name}, policy {model.policy})")
-        states.append(nxt)
-    for i, (st, s) in enumerate(zip(data["states"], states, strict=True)):
-        view = model.describe(s)
-        recorded = {k: from_itf_value(st.get(k)) for k in ("procs", "locks", "valid")}
-        if recorded != {"procs": view["procs"], "locks": view["locks"], "valid": view["valid"]}:
+    for i in range(len(acts) + 1):
+        if i:
+            nxt = model.next_state(states[-1], acts[i - 1])
+            if nxt is None:
+                raise TraceError(f"trace step {i}: action {acts[i - 1]} is not enabled in the model "
+                                 f"(scenario {model.scenario.name}, policy {model.policy})")
+            states.append(nxt)
+        view = model.describe(states[i])
+        got = {k: from_itf_value(recorded[i].get(k)) for k in ("procs", "locks", "valid")}
+        if got != {"procs": view["procs"], "locks": view["locks"], "valid": view["valid"]}:
             raise TraceError(f"trace step {i}: recorded state differs from the model's state")
     meta = data.get("#meta", {})
     return Trace(model, states, acts, meta.get("property"))
