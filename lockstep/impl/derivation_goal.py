@@ -292,11 +292,12 @@ class DerivationGoal(Goal):
         held = [self.worker.store.store.store_path_to_name(p[: -len(".lock")])
                 for p in self.output_locks.lock_files]
         self.kill_child()
-        self.output_locks.unlock()
-        if quiet:
-            return
-        if unfinished:
-            self.report("DestroyGoal", released=held)
-        else:
-            for name in held:
+        if not quiet and not unfinished:
+            # One release, one report: each ReleaseKept fires when its own lock is gone.
+            for lock_path, name in zip(self.output_locks.lock_files, held, strict=True):
+                self.output_locks.unlock_one(lock_path)
                 self.worker.probe.report("ReleaseKept", path=name, by_drv=self.name)
+            return
+        self.output_locks.unlock()
+        if unfinished and not quiet:
+            self.report("DestroyGoal", released=held)

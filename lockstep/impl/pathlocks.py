@@ -287,9 +287,20 @@ class PathLocks:
         destructor retries); here every fd is closed and forgotten regardless, and the
         first error is re-raised afterwards.
         """
+        self._release(list(self._fds))
+
+    def unlock_one(self, lock_path: str) -> None:
+        """Release the lock on one lock file of this object (as :meth:`unlock` does it).
+
+        Used where each release is reported as its own step (a destructor releasing the
+        kept locks of a multi-output goal reports one ``ReleaseKept`` per path).
+        """
+        self._release([(fd, p) for fd, p in self._fds if p == lock_path])
+
+    def _release(self, fds: list[tuple[int, str]]) -> None:
         inherited = os.getpid() != self._owner_pid
         first_error: BaseException | None = None
-        for fd, lock_path in self._fds:
+        for fd, lock_path in fds:
             try:
                 if self._delete_paths and not inherited:
                     delete_lock_file(lock_path, fd)
@@ -299,7 +310,7 @@ class PathLocks:
                 if not inherited:
                     _locked_paths.discard(lock_path)
                 os.close(fd)  # releases the process's lock on this file
-        self._fds.clear()
+        self._fds = [entry for entry in self._fds if entry not in fds]
         if first_error is not None:
             raise first_error
 

@@ -21,6 +21,8 @@ if unset), ``pid`` (the daemon child's pid, the one the kernel's lock table name
 ``action``, and ``drv`` (the derivation's name, e.g. ``path1`` for
 ``/store/<hash>-path1.drv``) or ``path`` (the output path's name after the hash, e.g.
 ``path1`` or ``path1-dev``). Extra fields are informative (store paths, ``blocked_on``).
+Under control, every report also carries ``goals``: the worker's picture of every goal made by the running request (``Worker.snapshot``: kind, name,
+state method, exit code, pinned, destroyed, wait list, waitees, failures, lock files held).
 
 Report names. Those in the first two groups are the model's actions (lockstep/model/
 actions.py) and fire exactly when that action's effect on goals, locks and validity is
@@ -63,7 +65,7 @@ Substitution goals (``path=``):
   SubstFailed       finished: substituter failed; lock kept unless release-on-done
   DestroySubstGoal  destructor of an unfinished substitution goal nobody references
   ReleaseKept       destructor of a finished goal that still held its lock (one report
-                    per path, after the single unlock of all of them)
+                    per path, each right after that path's own unlock)
 Process (no drv/path):
   RequestDone       build-paths / ensure-path: worker finished, every goal destroyed,
                     every lock released; reported before the reply goes to the client
@@ -89,6 +91,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 ENV_LOG = "LOCKSTEP_PROBE_LOG"
@@ -106,6 +109,10 @@ class Probe:
     """The default probe: reports nothing, never blocks."""
 
     controlled = False
+    # Set by the worker of the running request: a picture of its goals (Worker.snapshot),
+    # sent as the ``goals`` field of every controlled report so that a controller reads
+    # the goal states from the process itself at each scheduling point.
+    snapshot: Callable[[], list[dict[str, Any]]] | None = None
 
     def report(self, action: str, **fields: Any) -> Reply:
         return {}
@@ -162,6 +169,9 @@ class ReportingProbe(Probe):
             os.write(self._log_fd, line)
         if not self.controlled:
             return {}
+        if self.snapshot is not None:
+            record["goals"] = self.snapshot()
+            line = (json.dumps(record, sort_keys=True) + "\n").encode()
         sock = self._connect()
         try:
             sock.sendall(line)

@@ -110,6 +110,29 @@ class Worker:
         self.last_woken_up: float | None = None
         self.permanent_failure = False
         self.timed_out = False
+        # Every goal this request made, destroyed or not, in creation order (snapshot).
+        self.made: list[Goal] = []
+        if self.probe.controlled:
+            self.probe.snapshot = self.snapshot
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """What a controller reads at each report: every goal made by this request."""
+        lists = (("awake", self.awake), ("slot", self.wanting_to_build),
+                 ("any", self.waiting_for_any_goal), ("while", self.waiting_for_a_while))
+        out: list[dict[str, object]] = []
+        for g in self.made:
+            locks = g.output_locks.lock_files if isinstance(g, DerivationGoal) else \
+                g.output_lock.lock_files if isinstance(g, SubstitutionGoal) else []
+            out.append({
+                "kind": "drv" if isinstance(g, DerivationGoal) else "subst",
+                "name": getattr(g, "name", g.key), "state": getattr(getattr(g, "state", None), "__name__", "?"),
+                "exit": g.exit_code.value, "pinned": g.pinned, "destroyed": g.destroyed,
+                "wait": [n for n, table in lists if id(g) in table],
+                "waitees": sorted(["drv" if isinstance(w, DerivationGoal) else "subst", getattr(w, "name", w.key)]
+                                  for w in g.waitees.values()),
+                "failed": g.nr_failed, "locks": [os.path.basename(p)[: -len(".lock")].split("-", 1)[1] for p in locks],
+            })
+        return out
 
     def next_goal_seq(self) -> int:
         self._goal_seq += 1
@@ -121,6 +144,7 @@ class Worker:
         goal = self.derivation_goals.get(drv_path)
         if goal is None or goal.destroyed:
             goal = DerivationGoal(self, drv_path, mode)
+            self.made.append(goal)
             self.derivation_goals[drv_path] = goal
             self.wake_up(goal)
         return goal
@@ -129,6 +153,7 @@ class Worker:
         goal = self.substitution_goals.get(path)
         if goal is None or goal.destroyed:
             goal = SubstitutionGoal(self, path, repair)
+            self.made.append(goal)
             self.substitution_goals[path] = goal
             self.wake_up(goal)
         return goal
