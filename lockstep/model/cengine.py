@@ -266,6 +266,17 @@ def build(source: str) -> Path:
     return so
 
 
+_LOADED: dict[str, ctypes.CDLL] = {}  # source hash -> loaded library (generation is the costly part)
+_SOURCES: dict[tuple[object, ...], str] = {}  # model identity -> generated source
+
+
+def model_source(model: Model) -> str:
+    key = (model.scenario, model.policy, model.variants, model.faults)
+    if key not in _SOURCES:
+        _SOURCES[key] = generate(model)
+    return _SOURCES[key]
+
+
 class CModel:
     """A loaded shared object for one (model, symmetry)."""
 
@@ -275,7 +286,11 @@ class CModel:
         self.nv = len(model.layout.names)
         self.nvp = (self.nv + 7) // 8 * 8
         self.maxsucc = max(1, sum(1 for t in model.transitions if not t.stutter))
-        lib = ctypes.CDLL(str(build(generate(model))))
+        source = model_source(model)
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        lib = _LOADED.get(digest)
+        if lib is None:
+            lib = _LOADED[digest] = ctypes.CDLL(str(build(source)))
         P, U8P = ctypes.c_void_p, ctypes.POINTER(ctypes.c_ubyte)
         sig: dict[str, tuple[object, list[object]]] = {
             "lockstep_new": (P, []), "lockstep_free": (None, [P]),

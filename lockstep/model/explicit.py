@@ -120,14 +120,32 @@ class Explorer:
         self.backend = backend or os.environ.get("LOCKSTEP_BACKEND", "auto")
         if self.backend not in ("auto", "c", "python"):
             raise ValueError(f"backend {self.backend!r}: use auto, c or python")
-        self.compiled = compiled or Compiled(model)
-        self.packing = self.compiled.packing
-        self.canon = make_canon(model, self.packing) if symmetry else None
+        self._compiled = compiled
+        self._canon_made = False
+        self._canon: Canon | None = None
         self.ids: dict[Packed, int] = {}
         self.states: list[Packed] = []
         self.parent = array("i")
         self._c: tuple[CModel, Any] | None = None  # the C explorer whose results are being read
         self._deadlock_ids: list[int] = []
+
+    # The Python backend's compiled model, built only when that backend runs.
+    @property
+    def compiled(self) -> Compiled:
+        if self._compiled is None:
+            self._compiled = Compiled(self.model)
+        return self._compiled
+
+    @property
+    def packing(self) -> Packing:
+        return self.compiled.packing
+
+    @property
+    def canon(self) -> Canon | None:
+        if not self._canon_made:
+            self._canon = make_canon(self.model, self.packing) if self.symmetry else None
+            self._canon_made = True
+        return self._canon
 
     def _trace(self, sid: int, prop: str, final_step: int | None = None) -> Trace:
         """A concrete trace to state `sid` (plus one more transition, for step properties)."""
