@@ -24,11 +24,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .compile import _eq_var, conjuncts, cost, shared_subexpressions
+from .compile import Item, conjuncts, cost, shared_subexpressions, split
 from .expr import Const, Expr, Next, Op, Var
 from .machine import Model
 from .properties import CATALOGUE
-from .rules import Transition
 from .state import Status, symmetry_groups
 
 RUNTIME = Path(__file__).with_name("explore.c")
@@ -67,29 +66,13 @@ class CEmitter:
         return f"({args[0]} {sym} {args[1]})"
 
 
-Item = tuple[int, Transition, list[Expr]]
-
-
 def _tree(em: CEmitter, items: list[Item], indent: str, depth: int, lines: list[str]) -> None:
-    counts: dict[int, int] = {}
-    for _, _, cs in items:
-        for i in {ev[0] for c in cs if (ev := _eq_var(c)) is not None}:
-            counts[i] = counts.get(i, 0) + 1
-    best = max(counts, key=lambda i: (counts[i], -i), default=None)
-    if best is None or counts[best] < 2 or depth > 6:
+    cut = split(items, depth, 6)
+    if cut is None:
         for item in items:
             _one(em, item, indent, lines)
         return
-    groups: dict[int, list[Item]] = {}
-    rest: list[Item] = []
-    for k, t, cs in items:
-        hit = next((c for c in cs if (ev := _eq_var(c)) is not None and ev[0] == best), None)
-        if hit is None:
-            rest.append((k, t, cs))
-        else:
-            ev = _eq_var(hit)
-            assert ev is not None
-            groups.setdefault(ev[1], []).append((k, t, [c for c in cs if c is not hit]))
+    best, groups, rest = cut
     lines.append(f"{indent}switch (s[{best}]) {{")
     for value, group in sorted(groups.items()):
         lines.append(f"{indent}case {value}: {{")

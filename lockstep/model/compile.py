@@ -179,17 +179,17 @@ def shared_subexpressions(exprs: Sequence[Expr], min_cost: int = 8, min_uses: in
 Item = tuple[int, Transition, list[Expr]]
 
 
-def _emit(em: Emitter, items: list[Item], indent: str, depth: int, lines: list[str]) -> None:
-    """A decision tree: split on the variable most guards test for equality, then recurse."""
+def split(items: list[Item], depth: int, max_depth: int) -> tuple[int, dict[int, list[Item]], list[Item]] | None:
+    """One level of a guard decision tree: the variable most guards test for equality,
+    the guards grouped by the value they require (that conjunct removed), and the rest.
+    None when no variable is tested by two guards or the tree is deep enough."""
     counts: dict[int, int] = {}
     for _, _, cs in items:
         for i in {ev[0] for c in cs if (ev := _eq_var(c)) is not None}:
             counts[i] = counts.get(i, 0) + 1
     best = max(counts, key=lambda i: (counts[i], -i), default=None)
-    if best is None or counts[best] < 2 or depth > 4:
-        for item in items:
-            _emit_one(em, item, indent, lines)
-        return
+    if best is None or counts[best] < 2 or depth > max_depth:
+        return None
     groups: dict[int, list[Item]] = {}
     rest: list[Item] = []
     for k, t, cs in items:
@@ -200,6 +200,16 @@ def _emit(em: Emitter, items: list[Item], indent: str, depth: int, lines: list[s
             ev = _eq_var(hit)
             assert ev is not None
             groups.setdefault(ev[1], []).append((k, t, [c for c in cs if c is not hit]))
+    return best, groups, rest
+
+
+def _emit(em: Emitter, items: list[Item], indent: str, depth: int, lines: list[str]) -> None:
+    cut = split(items, depth, 4)
+    if cut is None:
+        for item in items:
+            _emit_one(em, item, indent, lines)
+        return
+    best, groups, rest = cut
     var = f"v{depth}"
     lines.append(f"{indent}{var} = {em.pk.read(best)}")
     for n, (value, group) in enumerate(sorted(groups.items())):
