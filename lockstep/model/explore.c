@@ -20,12 +20,14 @@
 typedef unsigned char u8;
 /*@DEFINES@*/
 
-#define EMPTY 0xFFFFFFFFu
+/* A table slot: the state's id in the low 32 bits, the high half of its hash in the
+ * high 32, so that most mismatching probes are told apart without touching the arena. */
+#define EMPTY 0xFFFFFFFFFFFFFFFFull
 
 typedef struct {
     u8 *arena;
     int32_t *parent;
-    uint32_t *table;
+    uint64_t *table;
     uint64_t table_mask;
     uint64_t n, cap;
     uint32_t *edges;
@@ -61,13 +63,16 @@ static uint64_t hash_state(const u8 *s) {
 
 static int grow_table(explorer_t *e) {
     uint64_t size = (e->table_mask + 1) * 2;
-    uint32_t *t = malloc(size * sizeof(uint32_t));
+    uint64_t *t = malloc(size * sizeof(uint64_t));
     if (!t) return 0;
-    memset(t, 0xFF, size * sizeof(uint32_t));
-    for (uint64_t id = 0; id < e->n; id++) {
+    memset(t, 0xFF, size * sizeof(uint64_t));
+    for (uint64_t i = 0; i <= e->table_mask; i++) {
+        uint64_t slot = e->table[i];
+        if (slot == EMPTY) continue;
+        uint64_t id = slot & 0xFFFFFFFFull;
         uint64_t h = hash_state(e->arena + id * NVP) & (size - 1);
         while (t[h] != EMPTY) h = (h + 1) & (size - 1);
-        t[h] = (uint32_t)id;
+        t[h] = slot;
     }
     free(e->table);
     e->table = t;
@@ -77,13 +82,18 @@ static int grow_table(explorer_t *e) {
 
 /* The id of state s, inserting it (with parent p) if new; -1 when out of memory. */
 static int64_t intern(explorer_t *e, const u8 *s, int32_t p, int *is_new) {
-    uint64_t h = hash_state(s) & e->table_mask;
+    uint64_t full = hash_state(s);
+    uint64_t tag = full & 0xFFFFFFFF00000000ull;
+    uint64_t h = full & e->table_mask;
     for (;;) {
-        uint32_t id = e->table[h];
-        if (id == EMPTY) break;
-        if (memcmp(e->arena + (uint64_t)id * NVP, s, NVP) == 0) {
-            *is_new = 0;
-            return id;
+        uint64_t slot = e->table[h];
+        if (slot == EMPTY) break;
+        if ((slot & 0xFFFFFFFF00000000ull) == tag) {
+            uint64_t id = slot & 0xFFFFFFFFull;
+            if (memcmp(e->arena + id * NVP, s, NVP) == 0) {
+                *is_new = 0;
+                return (int64_t)id;
+            }
         }
         h = (h + 1) & e->table_mask;
     }
@@ -103,7 +113,7 @@ static int64_t intern(explorer_t *e, const u8 *s, int32_t p, int *is_new) {
     uint64_t id = e->n++;
     memcpy(e->arena + id * NVP, s, NVP);
     e->parent[id] = p;
-    e->table[h] = (uint32_t)id;
+    e->table[h] = tag | id;
     *is_new = 1;
     if (e->n * 2 > e->table_mask + 1 && !grow_table(e)) return -1;
     return (int64_t)id;
@@ -129,11 +139,11 @@ explorer_t *lockstep_new(void) {
     e->parent = malloc(e->cap * sizeof(int32_t));
     e->succ_off = malloc((e->cap + 1) * sizeof(uint64_t));
     e->table_mask = (1 << 17) - 1;
-    e->table = malloc((e->table_mask + 1) * sizeof(uint32_t));
+    e->table = malloc((e->table_mask + 1) * sizeof(uint64_t));
     e->cap_edges = 1 << 18;
     e->edges = malloc(e->cap_edges * sizeof(uint32_t));
     if (!e->arena || !e->parent || !e->succ_off || !e->table || !e->edges) return NULL;
-    memset(e->table, 0xFF, (e->table_mask + 1) * sizeof(uint32_t));
+    memset(e->table, 0xFF, (e->table_mask + 1) * sizeof(uint64_t));
     return e;
 }
 
