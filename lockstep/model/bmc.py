@@ -22,7 +22,7 @@ trace that comes back is one the concrete model accepts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import z3
@@ -63,6 +63,7 @@ class Outcome:
     depth: int  # its length, or the depth searched without finding it
     complete: bool  # no path longer than `depth` exists: not finding it is a proof
     seconds: float
+    reason: str = ""
 
 
 def footprints(model: Model) -> list[tuple[frozenset[int], frozenset[int]]]:
@@ -116,13 +117,10 @@ def first_moves(model: Model) -> list[tuple[Span, Span]]:
 class Unrolling:
     """The incremental unrolling of one model."""
 
-    def __init__(self, model: Model, timeout_ms: int | None = None, bits: int | None = None,
-                 reduce: bool = True) -> None:
+    def __init__(self, model: Model, bits: int | None = None, reduce: bool = True) -> None:
         self.model = model
         self.low = Lowering(model, bits)
         self.solver = z3.SolverFor(self.low.logic)
-        if timeout_ms is not None:
-            self.solver.set("timeout", timeout_ms)
         self.xs: list[Vec] = [self.low.vector("x0")]
         self.acts: list[z3.ArithRef] = []
         self.solver.add(self.low.init(self.xs[0]))
@@ -171,9 +169,11 @@ class Unrolling:
         lo, hi = span
         return z3.And(self.low.le(self.low.num(lo), act), self.low.le(act, self.low.num(hi)))
 
-    def ask(self, cond: z3.BoolRef, tag: str) -> z3.CheckSatResult:
+    def ask(self, cond: z3.BoolRef, tag: str, timeout_ms: int | None = None) -> z3.CheckSatResult:
         lit = z3.Bool(f"ask.{tag}.{self.depth}")
         self.solver.add(z3.Implies(lit, cond))
+        if timeout_ms is not None:
+            self.solver.set("timeout", timeout_ms)
         return self.solver.check(lit)
 
     def trace(self, prop: str) -> Trace:
@@ -191,16 +191,21 @@ class Unrolling:
         return Trace(self.model, states, acts, prop)
 
 
-def bmc(model: Model, props: Sequence[Property], depth: int,
-        deadline: Callable[[], bool] = lambda: False, timeout_ms: int | None = None) -> dict[str, Outcome]:
-    """Deepen from 0 to `depth` until each property's bad condition is found."""
+def bmc(model: Model, props: Sequence[Property], depth: int, seconds: float | None = None) -> dict[str, Outcome]:
+    """Deepen from 0 to `depth` (or until `seconds` run out) until each bad condition is found."""
     start = time.perf_counter()
-    u = Unrolling(model, timeout_ms)
+
+    def left_ms() -> int | None:
+        if seconds is None:
+            return None
+        return max(1, int(1000 * (seconds - (time.perf_counter() - start))))
+
+    u = Unrolling(model)
     targets = [Target(p) for p in props]
     out: dict[str, Outcome] = {}
 
-    def settle(t: Target, found: Trace | None, complete: bool) -> None:
-        out[t.name] = Outcome(t.name, found, u.depth, complete, time.perf_counter() - start)
+    def settle(t: Target, found: Trace | None, complete: bool, depth: int, reason: str = "") -> None:
+        out[t.name] = Outcome(t.name, found, depth, complete, time.perf_counter() - start, reason)
 
     while True:
         for t in targets:
@@ -212,21 +217,23 @@ def bmc(model: Model, props: Sequence[Property], depth: int,
                 continue
             else:
                 bad = t.bad_step(u.low, u.xs[-2], u.xs[-1], u.acts[-1])
-            r = u.ask(bad, t.name)
+            r = u.ask(bad, t.name, left_ms())
             if r == z3.sat:
-                settle(t, u.trace(t.name), False)
+                settle(t, u.trace(t.name), False, u.depth)
             elif r == z3.unsat:
                 u.solver.add(z3.Not(bad))
+            else:
+                settle(t, None, False, u.depth - 1, f"time budget of {seconds} s ran out at depth {u.depth}")
         open_ = [t for t in targets if t.name not in out]
         if not open_:
             break
-        if u.depth >= depth or deadline():
+        if u.depth >= depth:
             for t in open_:
-                settle(t, None, False)
+                settle(t, None, False, u.depth, f"no violation within depth {depth}")
             break
         u.extend()
-        if u.solver.check() == z3.unsat:
+        if u.ask(z3.BoolVal(True), "path", left_ms()) == z3.unsat:
             for t in open_:
-                settle(t, None, True)
+                settle(t, None, True, u.depth - 1)
             break
     return out

@@ -1,0 +1,160 @@
+"""The z3 engine's one entry point: `check(model, properties, depth, method)`.
+
+For each property, three-valued: `always` properties hold, are violated (with
+a shortest trace that replays through the concrete model) or are unknown
+(with the reason); `sometimes` properties are reached (with a trace),
+unreached or unknown. The library never prints.
+
+method="auto" tries, per property, in this order:
+  induction  Houdini over the candidate lemmas (induction.py), then the three
+             checks for the property; an `unreached` sometimes-property is
+             proved the same way, as the invariant "never P";
+  bmc        deepening to `depth` (bmc.py): finds the shortest violation or
+             witness, and proves the rest when every path ends within `depth`;
+  spacer     z3's CHC engine for what is still open, its invariant re-checked.
+`requests_complete` is a graph property (from every state completion stays
+reachable: a branching-time claim, not a safety property) and is reported as
+unknown by this engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from .bmc import bmc
+from .chc import spacer
+from .expr import Expr, not_
+from .induction import Checker, Lemma, candidates
+from .machine import Model
+from .properties import CATALOGUE, Property, get
+from .rules import Rules, Transition
+from .trace import Trace
+
+METHODS = ("auto", "bmc", "induction", "spacer")
+
+
+@dataclass
+class SymbolicResult:
+    name: str
+    kind: str  # always | sometimes
+    result: str  # holds | violated | unknown; sometimes: reached | unreached | unknown
+    trace: Trace | None = None
+    depth: int = 0  # trace length, or the depth BMC searched
+    method: str = ""  # bmc | induction | spacer | parametric
+    seconds: float = 0.0
+    reason: str = ""
+    invariant: list[str] = field(default_factory=list)  # lemma names a proof used
+
+
+def negated(prop: Property) -> Property:
+    """'never P' as an always property: proving it shows the sometimes-property P unreached."""
+    state, step = prop.state, prop.step
+
+    def never_state(r: Rules, ts: Sequence[Transition]) -> Expr:
+        assert state is not None
+        return not_(state(r, ts))
+
+    def never_step(r: Rules, t: Transition) -> Expr:
+        assert step is not None
+        return not_(step(r, t))
+
+    return replace(prop, kind="always", state=never_state if state else None,
+                   step=never_step if step else None)
+
+
+class _Engine:
+    def __init__(self, model: Model, depth: int, seconds: float) -> None:
+        self.model = model
+        self.depth = depth
+        self.seconds = seconds
+        self._checker: Checker | None = None
+        self._inv: list[Lemma] | None = None
+
+    @property
+    def checker(self) -> Checker:
+        if self._checker is None:
+            self._checker = Checker(self.model)
+        return self._checker
+
+    def induction(self, prop: Property) -> SymbolicResult | None:
+        c = self.checker
+        start = time.perf_counter()
+        if self._inv is None:  # the lock discipline lemmas only: no property proves itself
+            props = {p.name for p in CATALOGUE}
+            self._inv = c.houdini([lem for lem in candidates(self.model) if lem.name not in props])
+        target = prop if prop.kind == "always" else negated(prop)
+        v = c.check(self._inv, target)
+        if not v.ok:
+            return None
+        used = v.cores.get(f"safety:{target.name}", [])
+        return SymbolicResult(prop.name, prop.kind, "holds" if prop.kind == "always" else "unreached",
+                              method="induction", seconds=time.perf_counter() - start,
+                              reason=f"inductive invariant of {len(v.lemmas)} lemmas; safety uses {', '.join(used)}",
+                              invariant=[lem.name for lem in v.lemmas])
+
+    def spacer(self, prop: Property, seconds: float) -> SymbolicResult:
+        start = time.perf_counter()
+        target = prop if prop.kind == "always" else negated(prop)
+        o = spacer(self.model, target, max(1, int(seconds * 1000)))
+        result = {"holds": "holds" if prop.kind == "always" else "unreached",
+                  "violated": "unknown", "unknown": "unknown"}[o.result]
+        reason = o.reason or f"Spacer invariant, re-checked: {o.invariant}"
+        if o.result == "violated":
+            reason = "Spacer found the bad state reachable; run BMC deeper for the trace"
+        return SymbolicResult(prop.name, prop.kind, result, method="spacer",
+                              seconds=time.perf_counter() - start, reason=reason)
+
+    def bmc(self, props: Sequence[Property], seconds: float) -> dict[str, SymbolicResult]:
+        out = {}
+        for name, o in bmc(self.model, props, self.depth, seconds).items():
+            prop = get(name)
+            if o.found is not None:
+                result = "violated" if prop.kind == "always" else "reached"
+            elif o.complete:
+                result = "holds" if prop.kind == "always" else "unreached"
+            else:
+                result = "unknown"
+            reason = "every path ends within this depth" if o.complete else o.reason
+            out[name] = SymbolicResult(name, prop.kind, result, o.found, o.depth, "bmc", o.seconds,
+                                       "" if o.found else reason)
+        return out
+
+
+def check(model: Model, properties: Sequence[str] | None = None, depth: int = 40,
+          method: str = "auto", seconds: float = 60.0) -> list[SymbolicResult]:
+    """Check `properties` (default: the whole catalogue) of `model` with z3.
+
+    `seconds` is a budget per phase (BMC for all open properties together, then
+    Spacer for each property still open).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: unknown; use one of {', '.join(METHODS)}")
+    props = [get(n) for n in properties] if properties is not None else list(CATALOGUE)
+    eng = _Engine(model, depth, seconds)
+    done: dict[str, SymbolicResult] = {}
+    for p in props:
+        if p.form == "graph":
+            done[p.name] = SymbolicResult(p.name, p.kind, "unknown", method="bmc", reason=(
+                "a graph property (completion stays reachable from every state) is not a safety "
+                "property; the z3 engine does not decide it: use the explicit engine"))
+    todo = [p for p in props if p.name not in done]
+    if method in ("auto", "induction"):
+        for p in todo:
+            r = eng.induction(p)
+            if r is not None:
+                done[p.name] = r
+    todo = [p for p in props if p.name not in done]
+    if method in ("auto", "bmc") and todo:
+        done.update(eng.bmc(todo, seconds))
+    todo = [p for p in props if p.name not in done or done[p.name].result == "unknown"]
+    if method in ("auto", "spacer"):
+        for p in todo:
+            if p.form != "graph":
+                done[p.name] = eng.spacer(p, seconds)
+    for p in props:
+        if p.name not in done:
+            done[p.name] = SymbolicResult(p.name, p.kind, "unknown", method=method,
+                                          reason=f"method {method} did not decide it")
+    return [done[p.name] for p in props]
