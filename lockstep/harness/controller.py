@@ -235,9 +235,9 @@ class Run:
             if p.conn is not None:
                 p.conn.close()
         if self.daemon is not None and self.daemon.poll() is None:
-            self.daemon.send_signal(signal.SIGTERM)
+            self.daemon.kill()  # SIGKILL: no 0.5 s select round; its children go below
             self.daemon.wait()
-        for pid in doomed:  # builders left by killed children (their own sessions)
+        for pid in doomed:  # daemon children (own sessions) and their builders
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -66,6 +66,13 @@ from lockstep.model.trace import Trace
 
 SAFETY = ("lock_exclusive", "build_holds_lock", "valid_under_lock")  # hold under every policy
 POLL_ONLY = ("LockFailed", "SubstLockFailed", "WaitForInput")
+# Reports after which a process's next step is run at once in coarse mode: steps that
+# write only the process's own goal state (a partial-order reduction: they commute with
+# every other process's steps), and the stutter reports other than WaitForInput.
+LOCAL = frozenset({"HaveDerivation", "Substitute", "InputsRealised", "WaitForAnyGoal", "SubstInit",
+                   "SubstNoSlot", "SubstWaitForAnyGoal", "DependencyFailed", "Substituted",
+                   "AlreadyValid", "SubstAlreadyValid", "RequestStart", "NoSubstituters",
+                   "SubstWaitReferences", "WaitForDrv", "MissingDerivation"})
 
 
 class RefinementError(AssertionError):
@@ -117,6 +124,9 @@ class Session:
     impl_policy: str | None = None
     bugs: tuple[str, ...] = ()
     properties: tuple[str, ...] = SAFETY  # checked on every new state / transition
+    # "fine": a choice answers one report; "coarse": a process then runs on through its
+    # LOCAL steps, so choices fall only before steps that touch locks or validity.
+    granularity: str = "coarse"
     run: Run = field(init=False)
     states: list[State] = field(default_factory=list)
     actions: list[A.Action] = field(default_factory=list)
@@ -146,6 +156,16 @@ class Session:
         self.states = [self.model.init_state()]
         for proc, r in self.run.start():
             self._check(proc, r)
+        for p in sorted(self.run.procs):
+            self._run_local(p)
+
+    def _run_local(self, proc: int) -> None:
+        """Coarse mode: answer `proc`'s reports while they are LOCAL (each still checked)."""
+        p = self.run.procs[proc]
+        while self.granularity == "coarse" and p.pending is not None and p.pending["action"] in LOCAL:
+            r = self.run.answer(proc, {})
+            if r is not None:
+                self._check(proc, r)
 
     def stop(self) -> None:
         self.run.stop()
@@ -172,6 +192,7 @@ class Session:
             self._check(proc, None, A.Crash(proc))
         elif r is not None:
             self._check(proc, r)
+            self._run_local(proc)
 
     def observe(self) -> State:
         run = self.run
