@@ -3,7 +3,7 @@
 The depth is compared with the explicit engine's breadth-first depth, computed
 here rather than pinned. The seed's pre-fix deadlock (depth 21, three
 processes) is beyond this BMC in CI time (see docs/proofs.md); the guix
-deadlock of `guix-keep-going-timeout` is the checked case.
+deadlock of `hang-keep-going` is the checked case.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lockstep.model.trace import replay
 
 @pytest.mark.parametrize("policy", ["pre-fix", "guix"])
 def test_bmc_deadlock_at_bfs_depth_with_cycle(policy: str) -> None:
-    m = Model(find_scenario("guix-keep-going-timeout"), policy)
+    m = Model(find_scenario("hang-keep-going"), policy)
     explicit = Explorer(m).explore().results["deadlock_free"]
     assert explicit.result == "violated" and explicit.trace is not None
     (r,) = check(m, ["deadlock_free"], method="bmc")
@@ -33,7 +33,7 @@ def test_bmc_deadlock_at_bfs_depth_with_cycle(policy: str) -> None:
 
 
 def test_release_on_done_fixes_it_for_good() -> None:
-    m = Model(find_scenario("guix-keep-going-timeout"), "release-on-done")
+    m = Model(find_scenario("hang-keep-going"), "release-on-done")
     (r,) = check(m, ["deadlock_free"], method="induction")
     assert (r.result, r.method) == ("holds", "induction")
 
