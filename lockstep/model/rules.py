@@ -169,12 +169,8 @@ class Rules:
             s[hi] = ite(mine, H.NONE, s[hi])
 
     def wake(self, s: SymState, p: int, waiting: G) -> None:
-        idx = [self.lay.index[("goal", p, d)] for d in self.lay.closure_of(p)]
-        if waiting == G.WAIT_SLOT and "resume-without-relock" in self.variants:
-            idx = []  # Z10: woken derivation goals resume from WAIT_SLOT straight into StartBuild
-        idx += [self.lay.index[("subst", p, o)] for o in self.lay.subst_paths[p]]
-        for i in idx:
-            s[i] = ite(eq(s[i], waiting), G.TRY, s[i])
+        """Every goal of p parked in `waiting` goes back to TRY (removeGoal / childTerminated)."""
+        self.wake_if(s, p, and_(True), waiting)
 
     def end_request(self, s: SymState, p: int, status: Expr | int) -> None:
         """The request returns: every goal object dies, every lock of p is released."""
@@ -342,10 +338,13 @@ class Rules:
         s[self.lay.index[("goal", p, d)]] = G.WAIT_INPUTS if inputs else G.TRY
 
     def wake_if(self, s: SymState, p: int, cond: Expr, waiting: G) -> None:
-        woken = SymState()
-        self.wake(woken, p, waiting)
-        for i, e in woken.updates().items():
-            s[i] = ite(cond, e, s[i])
+        """`wake`, but only when `cond` holds in the pre-state; reads the updates made so far."""
+        idx = [self.lay.index[("goal", p, d)] for d in self.lay.closure_of(p)]
+        if waiting == G.WAIT_SLOT and "resume-without-relock" in self.variants:
+            idx = []
+        idx += [self.lay.index[("subst", p, o)] for o in self.lay.subst_paths[p]]
+        for i in idx:
+            s[i] = ite(and_(cond, eq(s[i], waiting)), G.TRY, s[i])
 
     def path_rule(self, a: A.PathAction) -> tuple[Expr, SymState]:
         p, o = a.proc - 1, a.path
