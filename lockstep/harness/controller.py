@@ -18,6 +18,12 @@ A *choice* names the paused process to let go and, at ``WaitForInput``, what tim
     "P2:timeout"   WaitForInput: jump virtual time to the build deadline (a hang builder)
     "P2:kill"      SIGKILL P2 (the model's Crash; only with faults on)
 
+Two start-up answers (``start_replies``, per process, sent with RequestStart's answer)
+widen what a schedule can force: ``defer`` keeps named top-level goals back until the
+process first waits for input (an order of one process's goals the model allows and
+the daemon's key order never takes), and ``lock_file_reports`` makes every first lock
+file open a scheduling point (``LockFileOpened``, a stutter: the Z7 race window).
+
 The list of choices is the schedule; the same schedule on a fresh store replays to the
 same run. Store paths depend on the (temporary) store directory, so the derivations are
 salted until their store names sort in scenario-name order: a process then steps its
@@ -137,8 +143,11 @@ class Run:
     """A controlled run of the real daemon on a fresh store built from `scenario`."""
 
     def __init__(self, scenario: Scenario, policy: str = "guix", bugs: tuple[str, ...] = (),
-                 faults: bool = False) -> None:
+                 faults: bool = False, start_replies: dict[int, Report] | None = None) -> None:
         self.scenario = scenario
+        # Per process: the answer to its RequestStart (probe.py: ``defer``,
+        # ``lock_file_reports``); empty for the daemon's own behaviour.
+        self.start_replies = dict(start_replies or {})
         self.policy = policy
         self.bugs = bugs
         self.faults = faults
@@ -201,7 +210,7 @@ class Run:
         for p in self.procs.values():
             yield p.number, self._pending(p)
         for p in sorted(self.procs.values(), key=lambda q: q.number):
-            r = self.answer(p.number, {})
+            r = self.answer(p.number, self.start_replies.get(p.number, {}))
             if r is not None:
                 yield p.number, r
 

@@ -31,8 +31,10 @@ kernel's lock table (waitfor.py), not from the model.
 Which upstream behaviour this mirrors, and the trade-offs. The daemon reports each step
 where Guix's build.cc completes it (probe.py). The granularity is the report: steps the
 daemon takes between two reports are atomic to the controller, so interleavings *inside*
-a step (a lock file opened, then locked) are not forced; the goals picture comes from the
-process itself, so a process that lied about its goals would be believed, but not about
+a step are not forced, except the two a start-up answer opens (controller.py: ``defer``
+for the order of one process's top-level goals, ``lock_file_reports`` for a lock file
+opened, then locked, the Z7 window; tests/refinement/test_bug_switches.py); the goals
+picture comes from the process itself, so a process that lied about its goals would be believed, but not about
 locks (the kernel) or validity (SQLite). Refinement is checked, not liveness: a model
 action that the real process never takes is not an error (the daemon runs goals in key
 order, one of the interleavings the model allows).
@@ -127,6 +129,8 @@ class Session:
     # "fine": a choice answers one report; "coarse": a process then runs on through its
     # LOCAL steps, so choices fall only before steps that touch locks or validity.
     granularity: str = "coarse"
+    # Per process: the answer to RequestStart (controller.py: defer, lock_file_reports).
+    start_replies: dict[int, Report] = field(default_factory=dict)
     run: Run = field(init=False)
     states: list[State] = field(default_factory=list)
     actions: list[A.Action] = field(default_factory=list)
@@ -136,7 +140,7 @@ class Session:
 
     def __post_init__(self) -> None:
         self.run = Run(self.model.scenario, self.impl_policy or self.model.policy, self.bugs,
-                       self.model.faults)
+                       self.model.faults, self.start_replies)
         self.started = time.perf_counter()
 
     @property

@@ -17,6 +17,7 @@ deadlock is then confirmed on the real processes (refinement.confirm_deadlock).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lockstep.harness.refinement import DeadlockFound, Session, diff
 from lockstep.model import actions as A
@@ -68,9 +69,12 @@ def _shared(model: Model, s: tuple[int, ...]) -> tuple[int, ...]:
     return s[model.layout.shared_start:]
 
 
-def replay_trace(trace: Trace, impl_policy: str | None = None, bugs: tuple[str, ...] = ()) -> ReplayResult:
+def replay_trace(trace: Trace, impl_policy: str | None = None, bugs: tuple[str, ...] = (),
+                 start_replies: dict[int, dict[str, Any]] | None = None) -> ReplayResult:
+    """`start_replies`: per process, the answer to RequestStart (controller.py), e.g.
+    ``{1: {"defer": ["t"]}}`` for a trace whose goal order the daemon's own never takes."""
     model = trace.model
-    session = Session(model, impl_policy, bugs, granularity="fine")
+    session = Session(model, impl_policy, bugs, granularity="fine", start_replies=dict(start_replies or {}))
     results: list[StepResult] = []
     deadlock: DeadlockFound | None = None
     try:

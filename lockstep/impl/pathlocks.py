@@ -45,6 +45,15 @@ Known residual hazard (inferred, not in the reference): a deleter killed between
 unlink and the token write leaves a nameless *empty* inode, and a waiter on it passes the
 size check. The fault point ``pathlocks.delete.after-unlink`` makes this reachable.
 
+Scheduling point (controlled runs only). Between opening a lock file and locking it
+lies the Z7 race (a deleter may unlink, token and close in between); a whole goal step,
+and so a single probe report, normally covers both. A controller that wants to force
+that interleaving installs :func:`set_open_hook`: the hook is called right after the
+open, before the lock, for the *first* path of a ``lock_paths`` call only (while this
+owner holds nothing, so a report made from the hook shows no half-taken lock set). The
+default is None: one attribute test per acquisition, nothing else. This module never
+imports the probe; the worker installs a closure over its probe.
+
 Fork. Locks are not inherited by a forked child, so the child starts with an empty
 locked set, and a :class:`PathLocks` object inherited through ``fork`` only closes its
 descriptors on release (it never deletes the parent's lock files). Linux only: the
@@ -58,7 +67,7 @@ import fcntl
 import os
 import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from types import TracebackType
 
@@ -103,6 +112,17 @@ class SelfDeadlockError(RuntimeError):
 # Invariant: exactly the lock-file names for which some PathLocks object of *this*
 # process holds an fd with a granted write lock that passed the stale check.
 _locked_paths: set[str] = set()
+
+
+# Called with the lock-file name after it is opened and before it is locked (the first
+# path of a lock_paths call only); None outside controlled runs. See the module essay.
+_open_hook: Callable[[str], None] | None = None
+
+
+def set_open_hook(hook: Callable[[str], None] | None) -> None:
+    """Install (or with None remove) the lock-file-opened hook of this process."""
+    global _open_hook
+    _open_hook = hook
 
 
 def _forget_locks_in_child() -> None:
@@ -244,7 +264,7 @@ class PathLocks:
             lock_path = path + LOCK_SUFFIX
             if lock_path in _locked_paths and not bugs.is_enabled("Z6"):
                 raise SelfDeadlockError(path)
-            fd = self._acquire(lock_path, wait_msg, wait)
+            fd = self._acquire(lock_path, wait_msg, wait, report=not self._fds)
             if fd is None:
                 self.unlock()  # all-or-nothing: no hold-and-wait
                 return False
@@ -257,12 +277,16 @@ class PathLocks:
         return self.lock_paths(paths, wait=False)
 
     @staticmethod
-    def _acquire(lock_path: str, wait_msg: str, wait: bool) -> int | None:
-        """Open and write-lock the live inode named `lock_path`; None if busy and not `wait`."""
+    def _acquire(lock_path: str, wait_msg: str, wait: bool, report: bool = False) -> int | None:
+        """Open and write-lock the live inode named `lock_path`; None if busy and not `wait`.
+
+        `report`: call the open hook (if any) after each open, before the lock."""
         while True:
             fd = open_lock_file(lock_path, True)
             assert fd is not None
             try:
+                if report and _open_hook is not None:
+                    _open_hook(lock_path)
                 if not lock_file(fd, LockType.WRITE, False):
                     if not wait:
                         os.close(fd)

@@ -73,7 +73,13 @@ Process (no drv/path):
   WorkerStuck       assert(!awake.empty()) failed, or max-jobs 0 with nothing to do;
                     reported after teardown (the process then dies, as the daemon aborts)
 Stutters and extras (not model actions):
-  RequestStart      build-paths / ensure-path received, top-level goals made, none run yet
+  RequestStart      build-paths / ensure-path received, top-level goals made, none run yet.
+                    Under control the answer may carry ``defer`` (top-level goal names
+                    the worker keeps back until its first wait for input, worker.run) and
+                    ``lock_file_reports`` (true: report LockFileOpened, below)
+  LockFileOpened    pathlocks: a goal opened ``<path>.lock`` and has not locked it yet
+                    (first path of a lock set only; only when RequestStart's answer
+                    asked for it): the scheduling point of the Z7 race
   NoSubstituters    substitution goal: no substitute known, goal done (ecNoSubstituters)
   SubstWaitReferences substitution goal waits for its references' substitution goals
   SubstReferencesFailed a reference could not be substituted, goal done (failed)

@@ -46,6 +46,7 @@ from lockstep.impl.clock import Clock
 from lockstep.impl.derivation_goal import BM_REPAIR, DerivationGoal, SubstitutesFailed
 from lockstep.impl.goals import BuildStatus, ExitCode, Goal
 from lockstep.impl.local_store import LocalStore
+from lockstep.impl.pathlocks import LOCK_SUFFIX, set_open_hook
 from lockstep.impl.probe import Probe
 from lockstep.impl.settings import Settings
 from lockstep.impl.substitution_goal import SubstitutionGoal
@@ -211,10 +212,22 @@ class Worker:
 
     # -- the loop ----------------------------------------------------------------------
 
-    def run(self, tops: Iterable[Goal]) -> None:
-        """Worker::run: step goals until no top-level goal is pending."""
+    def run(self, tops: Iterable[Goal], defer: Iterable[str] = ()) -> None:
+        """Worker::run: step goals until no top-level goal is pending.
+
+        `defer` (controlled runs only, from the controller's answer to RequestStart): names
+        of top-level goals kept out of the awake set until the first wait for input has
+        returned (or nothing else can run). The daemon's own order runs every top-level
+        goal in the first round; the model lets goals of one process step in any order,
+        and this reaches such an order on the real process (e.g. a goal that first makes
+        its inputs after another top-level goal has finished). Empty: Guix's order."""
+        names = set(defer)
+        held: dict[int, Goal] = {}
         for goal in tops:
             self.top_goals[id(goal)] = goal
+            if getattr(goal, "name", None) in names:
+                held[id(goal)] = goal
+                self.awake.pop(id(goal), None)
         while True:
             while self.awake and self.top_goals:
                 round_ = sorted((g for g in self.awake.values() if not g.destroyed),
@@ -232,6 +245,8 @@ class Worker:
             if self.children or self.waiting_for_a_while:
                 self.wait_for_input()
                 self.sweep()
+            elif held:
+                pass  # nothing else can run: the deferred goals go now
             elif not self.awake:
                 if self.settings.max_build_jobs == 0:
                     raise NoBuildSlots("unable to start any build; either increase '--max-jobs' "
@@ -239,6 +254,10 @@ class Worker:
                 raise WorkerStuck(
                     "worker stuck: goals are left but none is awake, running or polling "
                     f"(waiting for another goal: {sorted(g.key for g in self.waiting_for_any_goal.values())})")
+            for goal in held.values():
+                if not goal.destroyed:
+                    self.wake_up(goal)
+            held.clear()
 
     def _deadline(self) -> float | None:
         s = self.settings
@@ -370,9 +389,16 @@ def _run_request(worker: Worker, goals: list[Goal], message: str) -> None:
     for goal in goals:
         goal.pinned = True  # held by the request until it returns (reference 2.3)
     probe = worker.probe
-    probe.report("RequestStart", tops=[getattr(g, "name", g.key) for g in goals])
+    start = probe.report("RequestStart", tops=[getattr(g, "name", g.key) for g in goals])
+    if start.get("lock_file_reports"):
+        # A scheduling point between opening a lock file and locking it (pathlocks.py):
+        # the stutter report LockFileOpened, for controlled runs that ask for it.
+        def opened(lock_path: str) -> None:
+            name = os.path.basename(lock_path)[: -len(LOCK_SUFFIX)].split("-", 1)[-1]
+            probe.report("LockFileOpened", path=name, lock_path=lock_path)
+        set_open_hook(opened)
     try:
-        worker.run(goals)
+        worker.run(goals, start.get("defer", ()))
     except SubstitutesFailed as e:
         worker.teardown()
         probe.report("SubstitutesFailed", drv=e.goal.name, drv_path=e.goal.drv_path)
@@ -384,6 +410,8 @@ def _run_request(worker: Worker, goals: list[Goal], message: str) -> None:
     except BaseException:
         worker.teardown()
         raise
+    finally:
+        set_open_hook(None)
     failed = []
     for goal in goals:
         if isinstance(goal, DerivationGoal):
