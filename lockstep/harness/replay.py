@@ -44,6 +44,7 @@ class ReplayResult:
     deadlock: DeadlockFound | None
     final_locks: dict[str, int]
     checked: int
+    schedule: list[str] = field(default_factory=list)  # the controller choices the replay made
 
     @property
     def ok(self) -> bool:
@@ -103,7 +104,7 @@ def replay_trace(trace: Trace, impl_policy: str | None = None, bugs: tuple[str, 
                 deadlock = e
         lay = model.layout
         locks = {o: session.state[lay.index[("lock", o)]] for o in model.scenario.paths}
-        return ReplayResult(results, deadlock, locks, session.checked)
+        return ReplayResult(results, deadlock, locks, session.checked, list(session.schedule))
     finally:
         session.stop()
 

@@ -18,8 +18,15 @@ Subclass for your own scenario::
         impl_policy = "guix"                        # default: the model's policy
         bugs = ("Z10",)                             # historical bugs switched on in the daemon
         trace_dir = "/tmp/traces"
+        model_shrink = True                         # see below
 
     TestMine = MyMachine.TestCase
+
+With ``model_shrink``, a deadlock is also shrunk by the model (shrink.py): the explicit
+engine's shortest trace to a deadlock of the same wait-for shape, replayed on fresh real
+processes to confirm it, is saved as the failure's ITF trace instead of the schedule
+Hypothesis found (kept in ``#meta.model_guided.found_schedule``); ``shrunk`` holds it.
+One explicit search and one replay per shape and class, however many examples fail.
 """
 
 from __future__ import annotations
@@ -32,6 +39,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from lockstep.harness.refinement import SAFETY, DeadlockFound, RefinementError, Session, save_trace
+from lockstep.harness.shrink import (
+    ModelShrunk,
+    Shape,
+    ShrinkError,
+    save_shrunk,
+    shrink_deadlock,
+    wait_shape,
+)
 from lockstep.model import Model, Scenario, find_scenario, load_scenario
 
 
@@ -49,14 +64,21 @@ class RefinementMachine(RuleBasedStateMachine):
     faults: ClassVar[bool] = False
     properties: ClassVar[tuple[str, ...]] = SAFETY
     trace_dir: ClassVar[str | None] = None
+    model_shrink: ClassVar[bool] = False
     # Every failure seen, in order; Hypothesis replays the shrunk example last.
     failures: ClassVar[list[RefinementError | DeadlockFound]]
+    # model_shrink: the confirmed model-minimal deadlock per wait-for shape.
+    shrunk: ClassVar[dict[Shape, ModelShrunk]]
+    shrink_errors: ClassVar[list[ShrinkError]]  # model traces the real processes did not follow
 
     def __init__(self) -> None:
         super().__init__()
         cls = type(self)
         if "failures" not in cls.__dict__:
             cls.failures = []
+        if "shrunk" not in cls.__dict__:
+            cls.shrunk = {}
+            cls.shrink_errors = []
         model = Model(resolve_scenario(cls.scenario), cls.model_policy, faults=cls.faults)
         self.session = Session(model, cls.impl_policy, cls.bugs, cls.properties)
         try:
@@ -69,13 +91,27 @@ class RefinementMachine(RuleBasedStateMachine):
     def _record(self, e: BaseException) -> None:
         if not isinstance(e, RefinementError | DeadlockFound):
             return
-        type(self).failures.append(e)
+        cls = type(self)
+        cls.failures.append(e)
+        shrunk = None
+        if isinstance(e, DeadlockFound) and cls.model_shrink:
+            m = self.session.model
+            shape = wait_shape(m, e.trace.last)
+            if shape not in cls.shrunk:
+                try:
+                    cls.shrunk[shape] = shrink_deadlock(e, m, self.session.run.policy, self.bugs)
+                except ShrinkError as err:  # the found failure stands, saved as found
+                    cls.shrink_errors.append(err)
+            shrunk = cls.shrunk.get(shape)
         if self.trace_dir is not None:
             m = self.session.model
             name = (f"{m.scenario.name}.{m.policy}.impl-{self.session.run.policy}."
                     f"{e.prop.replace(':', '-')}.itf.json")
             Path(self.trace_dir).mkdir(parents=True, exist_ok=True)
-            save_trace(e.trace, Path(self.trace_dir) / name, e.schedule, self.session.run.policy, self.bugs)
+            if shrunk is not None:
+                save_shrunk(shrunk, Path(self.trace_dir) / name, self.session.run.policy, self.bugs)
+            else:
+                save_trace(e.trace, Path(self.trace_dir) / name, e.schedule, self.session.run.policy, self.bugs)
 
     def _guarded(self, fn: Any) -> None:
         try:
