@@ -8,7 +8,6 @@ engine reports itself instead of breaking the command.
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,13 +82,9 @@ def check_symbolic(model: Model, props: Sequence[str] | None, depth: int) -> lis
         symbolic = importlib.import_module("lockstep.model.symbolic")
     except ModuleNotFoundError:
         raise NotImplementedError("the z3 engine is not installed in this checkout") from None
-    start = time.perf_counter()
-    rows = []
-    for r in symbolic.check(model, _selected(props), depth=depth):
-        rows.append(CheckRow(model.scenario.name, model.policy, "z3", r.name, r.kind, r.result, r.trace,
-                             depth=r.depth, seconds=r.seconds, reason=r.reason, method=r.method))
-    del start
-    return rows
+    return [CheckRow(model.scenario.name, model.policy, "z3", r.name, r.kind, r.result, r.trace,
+                     depth=r.depth, seconds=r.seconds, reason=r.reason, method=r.method)
+            for r in symbolic.check(model, _selected(props), depth=depth)]
 
 
 def check_walks(model: Model, props: Sequence[str] | None, depth: int) -> list[CheckRow]:
