@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .compile import Item, conjuncts, cost, shared_subexpressions, split
-from .expr import Const, Expr, Next, Op, Var
+from .expr import C, Const, Op, Renderer, Var
 from .machine import Model
 from .properties import CATALOGUE
 from .state import Status, symmetry_groups
@@ -37,33 +37,16 @@ class CEngineUnavailable(RuntimeError):
     """No C compiler, or the generated code did not compile."""
 
 
-class CEmitter:
-    def __init__(self) -> None:
-        self.names: dict[Expr, str] = {}
+class CEmitter(Renderer):
+    """C source for `Expr`s over byte states `s` (pre) and `t` (post); cheap conjuncts first."""
 
-    def expr(self, e: Expr) -> str:
-        if e in self.names:
-            return self.names[e]
-        if isinstance(e, Const):
-            return str(e.value)
-        if isinstance(e, Var):
-            return f"s[{e.index}]"
-        if isinstance(e, Next):
-            return f"t[{e.index}]"
-        k = e.kind
-        args = [self.expr(a) for a in (sorted(e.args, key=cost) if k in ("and", "or") else e.args)]
-        if k == "and":
-            return "(" + " && ".join(args) + ")"
-        if k == "or":
-            return "(" + " || ".join(args) + ")"
-        if k == "not":
-            return f"(!{args[0]})"
-        if k == "ite":
-            return f"({args[0]} ? {args[1]} : {args[2]})"
-        if k == "add":
-            return "(" + " + ".join(args) + ")"
-        sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<="}[k]
-        return f"({args[0]} {sym} {args[1]})"
+    def __init__(self) -> None:
+        super().__init__(C, lambda v: f"{'s' if isinstance(v, Var) else 't'}[{v.index}]")
+
+    def node(self, e: Op) -> str:
+        if e.kind in ("and", "or"):
+            e = Op(e.kind, tuple(sorted(e.args, key=cost)))
+        return super().node(e)
 
 
 def _tree(em: CEmitter, items: list[Item], indent: str, depth: int, lines: list[str]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .expr import Const, Expr, Next, Op, Var
+from .expr import PYTHON, Const, Expr, Next, Op, Renderer, Var
 from .machine import Model
 from .properties import CATALOGUE
 from .rules import Transition
@@ -97,36 +97,15 @@ def _eq_var(e: Expr) -> tuple[int, int] | None:
     return None
 
 
-class Emitter:
+class Emitter(Renderer):
     """Python source for `Expr`s over packed states `s` (pre) and `t` (post)."""
 
     def __init__(self, packing: Packing) -> None:
+        super().__init__(PYTHON, lambda v: packing.read(v.index, "s" if isinstance(v, Var) else "t"))
         self.pk = packing
-        self.names: dict[Expr, str] = {}
 
-    def expr(self, e: Expr) -> str:
-        if e in self.names:
-            return self.names[e]
-        if isinstance(e, Const):
-            return str(e.value)
-        if isinstance(e, Var):
-            return self.pk.read(e.index, "s")
-        if isinstance(e, Next):
-            return self.pk.read(e.index, "t")
-        k = e.kind
-        if k == "and":
-            return self.conj(list(e.args))
-        args = [self.expr(a) for a in e.args]
-        if k == "or":
-            return "(" + " or ".join(args) + ")"
-        if k == "not":
-            return f"(not {args[0]})"
-        if k == "ite":
-            return f"({args[1]} if {args[0]} else {args[2]})"
-        if k == "add":
-            return "(" + " + ".join(args) + ")"
-        sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<="}[k]
-        return f"({args[0]} {sym} {args[1]})"
+    def node(self, e: Op) -> str:
+        return self.conj(list(e.args)) if e.kind == "and" else super().node(e)
 
     def conj(self, cs: list[Expr]) -> str:
         """A conjunction, with its `s[i] == c` conjuncts fused into one mask test."""

@@ -20,7 +20,7 @@ the conditions that depend on the state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Union
 
@@ -231,32 +231,61 @@ def evaluate(e: Expr, pre: Sequence[int], post: Sequence[int] | None = None) -> 
     raise ValueError(f"unknown operator {k!r}")
 
 
-def to_python(e: Expr, pre: str = "s", post: str = "t", names: Mapping[Expr, str] | None = None) -> str:
-    """Python source computing `e`; variables read from the tuples named `pre`/`post`.
+@dataclass(frozen=True)
+class Syntax:
+    """How a target language spells the operators (`{0}`, `{1}`... are the operands)."""
 
-    `names` maps subexpressions to local variable names already holding their value.
+    and_: str
+    or_: str
+    not_: str
+    ite: str
+
+
+PYTHON = Syntax(" and ", " or ", "(not {0})", "({1} if {0} else {2})")
+C = Syntax(" && ", " || ", "(!{0})", "({0} ? {1} : {2})")
+CMP = {"eq": "==", "ne": "!=", "lt": "<", "le": "<="}
+
+
+class Renderer:
+    """Source text for `Expr`s in one target language: the one place operators are spelled.
+
+    `read(e)` spells a `Var` or `Next`; `names` maps subterms already held in local
+    variables; subclasses may spell some nodes differently by overriding `node`.
     """
-    if names and e in names:
-        return names[e]
-    if isinstance(e, Const):
-        return str(e.value)
-    if isinstance(e, Var):
-        return f"{pre}[{e.index}]"
-    if isinstance(e, Next):
-        return f"{post}[{e.index}]"
-    k, args = e.kind, [to_python(a, pre, post, names) for a in e.args]
-    if k == "and":
-        return "(" + " and ".join(args) + ")"
-    if k == "or":
-        return "(" + " or ".join(args) + ")"
-    if k == "not":
-        return f"(not {args[0]})"
-    if k == "ite":
-        return f"({args[1]} if {args[0]} else {args[2]})"
-    if k == "add":
-        return "(" + " + ".join(args) + ")"
-    sym = {"eq": "==", "ne": "!=", "lt": "<", "le": "<="}[k]
-    return f"({args[0]} {sym} {args[1]})"
+
+    def __init__(self, syntax: Syntax, read: Callable[[Var | Next], str]) -> None:
+        self.syntax = syntax
+        self.read = read
+        self.names: dict[Expr, str] = {}
+
+    def expr(self, e: Expr) -> str:
+        if e in self.names:
+            return self.names[e]
+        if isinstance(e, Const):
+            return str(e.value)
+        if isinstance(e, Var | Next):
+            return self.read(e)
+        return self.node(e)
+
+    def node(self, e: Op) -> str:
+        k, syn = e.kind, self.syntax
+        args = [self.expr(a) for a in e.args]
+        if k == "and":
+            return "(" + syn.and_.join(args) + ")"
+        if k == "or":
+            return "(" + syn.or_.join(args) + ")"
+        if k == "not":
+            return syn.not_.format(*args)
+        if k == "ite":
+            return syn.ite.format(*args)
+        if k == "add":
+            return "(" + " + ".join(args) + ")"
+        return f"({args[0]} {CMP[k]} {args[1]})"
+
+
+def to_python(e: Expr, pre: str = "s", post: str = "t") -> str:
+    """Python source computing `e`; variables read from the tuples named `pre`/`post`."""
+    return Renderer(PYTHON, lambda v: f"{pre if isinstance(v, Var) else post}[{v.index}]").expr(e)
 
 
 def variables(e: Expr) -> frozenset[int]:
