@@ -108,7 +108,7 @@ class _Engine:
 
     def bmc(self, props: Sequence[Property], seconds: float) -> dict[str, SymbolicResult]:
         out = {}
-        for name, o in bmc(self.model, props, self.depth, seconds).items():
+        for name, o in bmc(self.model, props, self.depth, seconds, lemmas=self._inv or ()).items():
             prop = get(name)
             if o.found is not None:
                 result = "violated" if prop.kind == "always" else "reached"

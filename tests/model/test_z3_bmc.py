@@ -11,11 +11,12 @@ from __future__ import annotations
 import pytest
 
 from lockstep.model import Model, find_scenario
-from lockstep.model.bmc import bmc
+from lockstep.model.bmc import bmc, strengthening
 from lockstep.model.explicit import Explorer
 from lockstep.model.properties import get
 from lockstep.model.symbolic import check
 from lockstep.model.trace import replay
+from lockstep.model.z3lower import Lowering
 
 
 @pytest.mark.parametrize("policy", ["pre-fix", "guix"])
@@ -49,3 +50,28 @@ def test_seed_pre_fix_shortest_witnesses() -> None:
         assert tr is not None and explicit[n].trace is not None
         assert len(tr) == len(explicit[n].trace), n
         assert replay(m, tr.to_itf()).states == tr.states
+
+
+@pytest.mark.slow
+def test_seed_pre_fix_deadlock_at_bfs_depth() -> None:
+    """The seed's pre-fix deadlock: a path of exactly BFS's length, asked at that depth.
+
+    BMC is strengthened with Houdini's inductive invariant and asked only at the
+    explicit engine's depth (21): it proves a deadlock exists there and the trace
+    replays to a deadlocked state with a wait-for cycle. That no shorter path
+    exists is the explicit engine's result here; BMC's own refutation of depths
+    1..20 is still too slow (docs/proofs.md, "Limits").
+    """
+    m = Model(find_scenario("seed"), "pre-fix")
+    explicit = Explorer(m).explore().results["deadlock_free"]
+    assert explicit.trace is not None
+    k = len(explicit.trace)
+    found = bmc(m, [get("deadlock_free")], depth=k, bits=Lowering.width(m), lemmas=strengthening(m), first=k)
+    o = found["deadlock_free"]
+    assert o.found is not None and len(o.found) == o.depth == k and not o.shortest
+    again = replay(m, o.found.to_itf())
+    assert again.states == o.found.states and m.is_deadlock(again.last)
+    wf = m.wait_for(again.last)
+    assert wf.cycle() is not None
+    # every running process waits on a lock another holds, as in the explicit trace's end
+    assert {a for a, _, _ in wf.edges} == {a for a, _, _ in m.wait_for(explicit.trace.states[-1]).edges}
