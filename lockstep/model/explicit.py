@@ -360,40 +360,23 @@ class Explorer:
         cm, e = self._c
         lib = cm.lib
         complete = bool(lib.lockstep_complete(e))
-        res: dict[str, PropertyResult] = {}
-        for p, prop in enumerate(CATALOGUE):
-            n = prop.name
-            if n == "deadlock_free":
+        index = {prop.name: p for p, prop in enumerate(CATALOGUE)}
+
+        def witness(name: str) -> Trace | None:
+            if name == "deadlock_free":
                 at = lib.lockstep_deadlock_at(e)
-                if at >= 0:
-                    res[n] = PropertyResult(n, "always", "violated", self._c_trace(at, n))
-                else:
-                    res[n] = PropertyResult(n, "always", "holds" if complete else "unknown",
-                                            reason="" if complete else "exploration incomplete")
-                continue
-            if n == "requests_complete":
-                bad = lib.lockstep_rc_bad(e)
-                if bad >= 0:
-                    res[n] = PropertyResult(n, "always", "violated", self._c_trace(bad, n), reason=(
-                        "no state where every request has returned is reachable from the last state"))
-                elif bad == -1:
-                    res[n] = PropertyResult(n, "always", "holds")
-                else:
-                    res[n] = PropertyResult(n, "always", "unknown", reason="needs a complete exploration")
-                continue
+                return self._c_trace(at, name) if at >= 0 else None
+            p = index[name]
             fs = lib.lockstep_first_state(e, p)
-            if fs >= 0:
-                verdict = "violated" if prop.kind == "always" else "reached"
-                if prop.form == "step":
-                    tr = self._c_trace(fs, n, lib.lockstep_first_target(e, p), lib.lockstep_first_k(e, p))
-                else:
-                    tr = self._c_trace(fs, n)
-                res[n] = PropertyResult(n, prop.kind, verdict, tr)
-            elif complete:
-                res[n] = PropertyResult(n, prop.kind, "holds" if prop.kind == "always" else "unreached")
-            else:
-                res[n] = PropertyResult(n, prop.kind, "unknown", reason="exploration incomplete")
-        return res
+            if fs < 0:
+                return None
+            if PROPERTIES[name].form == "step":
+                return self._c_trace(fs, name, lib.lockstep_first_target(e, p), lib.lockstep_first_k(e, p))
+            return self._c_trace(fs, name)
+
+        bad = lib.lockstep_rc_bad(e)
+        rc = _requests_complete_result(bad == -1, self._c_trace(bad, RC) if bad >= 0 else None)
+        return _verdicts(complete, witness, rc)
 
     def find_deadlock(self, predicate: Callable[[State], bool]) -> Trace | None:
         """Shortest trace to a deadlock state satisfying `predicate` (which must be symmetric)."""
@@ -446,33 +429,19 @@ class Explorer:
 
     def _results(self, first: dict[str, tuple[int, int | None]], deadlock_at: int | None,
                  complete: bool, kinds: Mapping[str, str]) -> dict[str, PropertyResult]:
-        res: dict[str, PropertyResult] = {}
-        for prop in CATALOGUE:
-            n = prop.name
-            if n == "deadlock_free":
-                if deadlock_at is not None:
-                    res[n] = PropertyResult(n, "always", "violated", self._trace(deadlock_at, n))
-                else:
-                    res[n] = PropertyResult(n, "always", "holds" if complete else "unknown",
-                                            reason="" if complete else "exploration incomplete")
-                continue
-            if n == "requests_complete":
-                res[n] = self._requests_complete(complete)
-                continue
-            if n in first:
-                sid, code = first[n]
-                verdict = "violated" if prop.kind == "always" else "reached"
-                res[n] = PropertyResult(n, prop.kind, verdict, self._step_trace(sid, code, n))
-            elif complete:
-                res[n] = PropertyResult(n, prop.kind, "holds" if prop.kind == "always" else "unreached")
-            else:
-                res[n] = PropertyResult(n, prop.kind, "unknown", reason="exploration incomplete")
-        return res
+        def witness(name: str) -> Trace | None:
+            if name == "deadlock_free":
+                return self._trace(deadlock_at, name) if deadlock_at is not None else None
+            if name not in first:
+                return None
+            sid, code = first[name]
+            return self._step_trace(sid, code, name)
+
+        return _verdicts(complete, witness, self._requests_complete(complete))
 
     def _requests_complete(self, complete: bool) -> PropertyResult:
-        name = "requests_complete"
         if not complete:
-            return PropertyResult(name, "always", "unknown", reason="needs a complete exploration")
+            return _requests_complete_result(False, None)
         lay = self.model.layout
         status_idx = [lay.index[("status", p)] for p in range(len(self.model.scenario.processes))]
         returned = {Status.OK, Status.FAILED, Status.KILLED}
@@ -505,10 +474,38 @@ class Explorer:
                     good[src] = 1
                     stack.append(src)
         bad = good.find(0)
-        if bad == -1:
-            return PropertyResult(name, "always", "holds")
-        return PropertyResult(name, "always", "violated", self._trace(bad, name),
-                              reason="no state where every request has returned is reachable from the last state")
+        return _requests_complete_result(True, self._trace(bad, RC) if bad != -1 else None)
+
+
+RC = "requests_complete"
+
+
+def _requests_complete_result(decided: bool, doomed: Trace | None) -> PropertyResult:
+    """The verdict of requests_complete: `doomed` leads to a state that cannot complete."""
+    if doomed is not None:
+        return PropertyResult(RC, "always", "violated", doomed, reason=(
+            "no state where every request has returned is reachable from the last state"))
+    if decided:
+        return PropertyResult(RC, "always", "holds")
+    return PropertyResult(RC, "always", "unknown", reason="needs a complete exploration")
+
+
+def _verdicts(complete: bool, witness: Callable[[str], Trace | None],
+              rc: PropertyResult) -> dict[str, PropertyResult]:
+    """Every property's verdict: its first witness (shallowest), else holds/unreached if the
+    search was complete, else unknown. Shared by both backends."""
+    res: dict[str, PropertyResult] = {}
+    for prop in CATALOGUE:
+        n = prop.name
+        if n == RC:
+            res[n] = rc
+        elif (tr := witness(n)) is not None:
+            res[n] = PropertyResult(n, prop.kind, "violated" if prop.kind == "always" else "reached", tr)
+        elif complete:
+            res[n] = PropertyResult(n, prop.kind, "holds" if prop.kind == "always" else "unreached")
+        else:
+            res[n] = PropertyResult(n, prop.kind, "unknown", reason="exploration incomplete")
+    return res
 
 
 def explore(model: Model, symmetry: bool = True, **kw: object) -> Exploration:
