@@ -12,10 +12,12 @@ takes well under a second to about two seconds (measured: 0.2-2.3 s per case).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from lockstep.harness.controller import _hash_slot, _topological
 from lockstep.harness.refinement import DeadlockFound, Session
 from lockstep.model import POLICIES, Model
 from lockstep.model.scenario import load_scenario
@@ -29,6 +31,13 @@ CASES = [pytest.param(f, policy, id=f"{f.stem}-{policy}") for f in SCENARIO_FILE
 def test_every_shipped_scenario_is_covered() -> None:
     assert len(SCENARIO_FILES) >= 11
     assert len(CASES) == len(SCENARIO_FILES) * len(POLICIES)
+
+
+def test_salt_slots_split_the_hash_alphabet_in_order() -> None:
+    for n in (1, 2, 5, 32):
+        slots = [_hash_slot(k, n) for k in range(n)]
+        assert all(slots) and "".join(s for s in slots if s) == "0123456789abcdfghijklmnpqrsvwxyz"
+    assert None in [_hash_slot(k, 40) for k in range(40)]  # more names than characters
 
 
 @pytest.mark.parametrize(("path", "policy"), CASES)
@@ -45,6 +54,9 @@ def test_fair_schedule_of_the_real_processes_conforms(path: Path, policy: str) -
     finally:
         s.stop()
     assert s.checked > 0
+    # the salted .drv names sort inputs first, by name (controller.ScenarioStore.build)
+    names = [os.path.basename(s.run.store.drv_paths[d]) for d in _topological(model.scenario)]
+    assert names == sorted(names)
     if deadlock is not None:
         # allowed only where the model deadlocks too: the real abstract state is one
         assert model.is_deadlock(s.state), str(deadlock)
