@@ -144,7 +144,8 @@ class Model:
                 "goals": {k: v for k, v in goals.items() if v != "ABSENT"},
                 "substitutions": {k: v for k, v in subst.items() if v != "ABSENT"},
                 "waits": waits,
-                "top": {d: Top(s[lay.index[("top", p, d)]]).name for d in proc.request},
+                "top": ({d: Top(s[lay.index[("top", p, d)]]).name for d in proc.request}
+                        if s[lay.index[("status", p)]] == Status.RUNNING else {}),  # ended: goals gone
             }
         locks = {}
         for o in self.scenario.paths:
