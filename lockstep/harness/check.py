@@ -77,14 +77,15 @@ def check_explicit(model: Model, props: Sequence[str] | None, symmetry: bool,
     return rows
 
 
-def check_symbolic(model: Model, props: Sequence[str] | None, depth: int) -> list[CheckRow]:
+def check_symbolic(model: Model, props: Sequence[str] | None, depth: int,
+                   method: str = "auto") -> list[CheckRow]:
     try:
         symbolic = importlib.import_module("lockstep.model.symbolic")
     except ModuleNotFoundError:
         raise NotImplementedError("the z3 engine is not installed in this checkout") from None
     return [CheckRow(model.scenario.name, model.policy, "z3", r.name, r.kind, r.result, r.trace,
                      depth=r.depth, seconds=r.seconds, reason=r.reason, method=r.method)
-            for r in symbolic.check(model, _selected(props), depth=depth)]
+            for r in symbolic.check(model, _selected(props), depth=depth, method=method)]
 
 
 def check_walks(model: Model, props: Sequence[str] | None, depth: int) -> list[CheckRow]:
@@ -106,11 +107,11 @@ def check_impl(model: Model, props: Sequence[str] | None, depth: int) -> list[Ch
 
 
 def run_check(model: Model, engine: str, props: Sequence[str] | None, depth: int = 40,
-              symmetry: bool = True, max_states: int | None = None) -> list[CheckRow]:
+              symmetry: bool = True, max_states: int | None = None, method: str = "auto") -> list[CheckRow]:
     if engine == "explicit":
         return check_explicit(model, props, symmetry, max_states)
     if engine == "z3":
-        return check_symbolic(model, props, depth)
+        return check_symbolic(model, props, depth, method)
     if engine == "hypothesis":
         return check_walks(model, props, depth)
     if engine == "impl":

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-symmetry", action="store_true", help="explicit engine: no symmetry reduction")
     c.add_argument("--max-states", type=int, metavar="N", help="explicit engine: stop after N states")
     c.add_argument("--depth", type=int, default=40, metavar="N", help="bound for bounded engines (default 40)")
+    c.add_argument("--method", default="auto", metavar="METHOD",
+                   help="z3 engine: auto, parametric, induction, bmc or spacer (default auto)")
     c.add_argument("--variant", action="append", default=[], metavar="NAME",
                    help=f"a deliberately broken model variant: {', '.join(VARIANTS)}")
     c.add_argument("--faults", action="store_true", help="include process crashes (SIGKILL) as actions")
@@ -101,6 +103,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     for v in args.variant:
         if v not in VARIANTS:
             raise BadInput(f"--variant {v!r}: unknown variant; known: {', '.join(VARIANTS)}")
+    if args.method != "auto":
+        from ..model.symbolic import METHODS
+
+        if args.method not in METHODS:
+            raise BadInput(f"--method {args.method!r}: unknown z3 method; use one of {', '.join(METHODS)}")
+        if "z3" not in engines:
+            raise BadInput(f"--method {args.method}: only the z3 engine has methods; add --engine z3")
     if args.trace_dir:
         Path(args.trace_dir).mkdir(parents=True, exist_ok=True)
     rows: list[CheckRow] = []
@@ -110,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for engine in engines:
             try:
                 got = run_check(model, engine, props, depth=args.depth, symmetry=not args.no_symmetry,
-                                max_states=args.max_states)
+                                max_states=args.max_states, method=args.method)
             except NotImplementedError as e:
                 raise BadInput(f"--engine {engine}: {e}") from None
             for row in got:

@@ -6,6 +6,9 @@ a shortest trace that replays through the concrete model) or are unknown
 unreached or unknown. The library never prints.
 
 method="auto" tries, per property, in this order:
+  parametric `deadlock_free` only: the every-size theorem for the policy's lock
+             protocol (parametric.py), instantiated for this scenario by the
+             bridge's quantifier-free obligations (parametric_bridge.py);
   induction  Houdini over the candidate lemmas (induction.py), then the three
              checks for the property; an `unreached` sometimes-property is
              proved the same way, as the invariant "never P";
@@ -28,11 +31,13 @@ from .chc import spacer
 from .expr import Expr, not_
 from .induction import Checker, Lemma, candidates
 from .machine import Model
+from .parametric import ASSUMPTIONS, proved
+from .parametric_bridge import bridge
 from .properties import CATALOGUE, Property, get
 from .rules import Rules, Transition
 from .trace import Trace
 
-METHODS = ("auto", "bmc", "induction", "spacer")
+METHODS = ("auto", "bmc", "induction", "spacer", "parametric")
 
 
 @dataclass
@@ -94,6 +99,37 @@ class _Engine:
                               reason=f"inductive invariant of {len(v.lemmas)} lemmas; safety uses {', '.join(used)}",
                               invariant=[lem.name for lem in v.lemmas])
 
+    def parametric(self, prop: Property) -> SymbolicResult:
+        """The every-size theorem, without assumptions first, then under each assumption."""
+        start = time.perf_counter()
+        if prop.name != "deadlock_free":
+            return SymbolicResult(prop.name, prop.kind, "unknown", method="parametric", reason=(
+                "the every-size theorem is about deadlock_free only"))
+        why: list[str] = []
+        for assumed in ((), *((a,) for a in ASSUMPTIONS)):
+            th = proved(self.model.policy, assumed)
+            under = f" under {', '.join(assumed)}" if assumed else ""
+            if not th.holds:
+                bad = th.failed
+                assert bad is not None
+                why.append(f"the every-size theorem for {self.model.policy}{under} fails at {bad.name}"
+                           f" ({bad.answer}; abstract counterexample: {bad.counterexample.replace(chr(10), '; ')})")
+                continue
+            b = bridge(self.model, assumed)
+            if b.failure is not None:
+                f = b.failure
+                at = f" by {f.action}" if f.action else ""
+                why.append(f"the every-size theorem for {self.model.policy}{under} holds, but this "
+                           f"scenario does not instantiate it: {f.check}{at}")
+                continue
+            return SymbolicResult(prop.name, prop.kind, "holds", method="parametric",
+                                  seconds=time.perf_counter() - start, invariant=list(th.lemmas), reason=(
+                                      f"every-size theorem for {self.model.policy}{under} (invariant: "
+                                      f"{', '.join(th.lemmas)}), instantiated for this scenario by "
+                                      f"{b.queries} bridge queries"))
+        return SymbolicResult(prop.name, prop.kind, "unknown", method="parametric",
+                              seconds=time.perf_counter() - start, reason="; ".join(why))
+
     def spacer(self, prop: Property, seconds: float) -> SymbolicResult:
         start = time.perf_counter()
         target = prop if prop.kind == "always" else negated(prop)
@@ -139,6 +175,13 @@ def check(model: Model, properties: Sequence[str] | None = None, depth: int = 40
             done[p.name] = SymbolicResult(p.name, p.kind, "unknown", method="bmc", reason=(
                 "a graph property (completion stays reachable from every state) is not a safety "
                 "property; the z3 engine does not decide it: use the explicit engine"))
+    todo = [p for p in props if p.name not in done]
+    if method == "parametric" or (method == "auto" and "deadlock_free" in {p.name for p in todo}):
+        for p in todo:
+            if method == "parametric" or p.name == "deadlock_free":
+                pr = eng.parametric(p)
+                if pr.result != "unknown" or method == "parametric":
+                    done[p.name] = pr
     todo = [p for p in props if p.name not in done]
     if method in ("auto", "induction"):
         for p in todo:
