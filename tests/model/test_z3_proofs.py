@@ -45,7 +45,7 @@ def test_seed_deadlock_free_by_rechecked_invariant(policy: str) -> None:
 
 @pytest.mark.parametrize("policy", ["guix", "release-on-done"])
 def test_facade_reports_the_induction_proof(policy: str) -> None:
-    (r,) = check(Model(find_scenario("seed"), policy), ["deadlock_free"])
+    (r,) = check(Model(find_scenario("seed"), policy), ["deadlock_free"], method="induction")
     assert (r.result, r.method, r.trace) == ("holds", "induction", None)
     assert "owner_running[path1,P1]" in r.invariant
 
