@@ -184,3 +184,27 @@ def test_release_on_done_never_deadlocks_within_bounds(bounds: Bounds) -> None:
     tally = exhaustive("release-on-done", "deadlock_free", bounds)
     assert tally.checked == sum(1 for _ in enumerate_codes(bounds))
     assert tally.violations == 0, [to_toml(s) for s in tally.violating]
+
+
+# Builders that only succeed, no keep-going: the setting of Guix bug 31785 (the seed).
+BUG_31785 = Bounds(processes=3, derivations=2, builders=("ok",), substitutes=(), keep_going=(False,))
+# Pinned finding: the smallest pre-fix deadlock in that setting. Three processes
+# each request two independent derivations; the seed needs four derivations.
+PRE_FIX_MINIMAL = """
+name = "pre-fix-minimal"
+[derivations.a]
+[derivations.b]
+[[processes]]
+request = ["b", "a"]
+count = 3
+"""
+
+
+def test_smallest_bug_31785_deadlock() -> None:
+    """pre-fix deadlocks with three processes and two derivations; guix (which releases
+    a beaten goal's lock) never does within the same bounds."""
+    found, steps = _smallest_deadlock("pre-fix", BUG_31785)
+    pinned = parse_scenario(PRE_FIX_MINIMAL, "pinned")
+    assert code_of(found) == code_of(pinned), to_toml(found)
+    assert steps == _shortest(pinned, "pre-fix")
+    assert smallest_violation("guix", "deadlock_free", BUG_31785) is None
