@@ -114,8 +114,8 @@ class _Instance:
         rigid = PM.Rigid(_table(lambda o: z3.IntVal(deriver[o]), [range(len(self.paths))]),
                          _table(lambda p: z3.BoolVal(scn.processes[p - 1].keep_going), [self.procs]))
         self.ctx = PM.Ctx(u, rigid, PM.Protocol.of(model.policy))
-        self.x, self.y = self.low.vector("x"), self.low.vector("y")
-        self.a, self.b = self.abstract(self.x), self.abstract(self.y)
+        self.x = self.low.vector("x")
+        self.a = self.abstract(self.x)
 
     def abstract(self, v: Vec) -> PM.AState:
         """The abstraction of the grounded vector v."""
@@ -149,7 +149,7 @@ def bridge(model: Model, assumptions: Sequence[str] = ()) -> Bridge:
     """Check every obligation that lets the theorem for `model.policy` speak about `model`."""
     start = time.perf_counter()
     inst = _Instance(model)
-    c, a, b, x, y, low = inst.ctx, inst.a, inst.b, inst.x, inst.y, inst.low
+    c, a, x, low = inst.ctx, inst.a, inst.x, inst.low
     s = z3.SolverFor("QF_LIA")
     s.add(low.domain(x))
     queries = 0
@@ -185,19 +185,22 @@ def bridge(model: Model, assumptions: Sequence[str] = ()) -> Bridge:
     # induction along any run, the abstraction of every reachable state does.
     inv = {n: f(c, a) for n, f in PM.lemmas(c.proto).items()}
     s.add(list(inv.values()))
-    by_actor = {p: {n: rule(c, a, b, z3.IntVal(p)) for n, rule in PM.RULES.items()} for p in inst.procs}
-    for t in model.transitions:
-        if t.stutter:
-            continue
-        rules = by_actor[t.action.proc]
+    # One query per process: some non-stutter transition of that process (selected by `act`)
+    # breaks some rule with that process as the actor.
+    y, act = low.vector("y"), low.selector("x")
+    b = inst.abstract(y)
+    for p in inst.procs:
+        ks = [k for k, t in enumerate(model.transitions) if not t.stutter and t.action.proc == p]
+        rules = {n: rule(c, a, b, z3.IntVal(p)) for n, rule in PM.RULES.items()}
         s.push()
-        s.add(low.pred(t.guard, x))
-        s.add([y[i] == (low.as_num(low.term(t.updates[i], x)) if i in t.updates else x[i])
-               for i in range(len(x))])
+        s.add(z3.Or([act == k for k in ks]))
+        s.add([z3.Implies(act == k, low.pred(model.transitions[k].guard, x)) for k in ks])
+        s.add(low.frame(x, y, act, ks))
         s.add(z3.Not(z3.And(list(rules.values()))))
         m = fails()
         s.pop()
         if m is not None:
+            t = model.transitions[low.value(m, act)]
             return done(Obligation(f"step:{first_false(m, rules)}", low.read(m, x), str(t.action),
                                    low.read(m, y)))
 

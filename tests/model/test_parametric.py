@@ -137,7 +137,9 @@ def test_parametric_agrees_with_explicit(scn: Scenario, policy: str) -> None:
     (r,) = check(m, ["deadlock_free"], method="parametric")
     if policy == "release-on-done" or not any(p.keep_going for p in scn.processes):
         assert r.result == "holds", r.reason  # the bridge instantiates on every scenario
-    explicit = Explorer(m).explore(max_states=200_000)
+    # small scenarios: the Python backend saves the C compiler's start-up; the cap keeps the
+    # rare large draw cheap (agreement is then asserted only where the search completed)
+    explicit = Explorer(m, backend="python").explore(max_states=20_000)
     if r.result == "holds" and explicit.complete:
         assert explicit.results["deadlock_free"].result == "holds"
     if explicit.results["deadlock_free"].result == "violated":
