@@ -306,6 +306,45 @@ STUCK: dict[str, Formula] = {f.__name__: f for f in (
     someone_running, no_request_done, blocked_on_other, busy_goals_progress, kept_released)}
 
 
+# -- the other claims: a state property's violation, abstractly -------------------------------
+
+def two_claimants(c: Ctx, x: AState) -> z3.BoolRef:
+    """Two goals claim one path's lock: BUSY goals (derivation or substitution) of two
+    processes, two BUSY goals of one process, or a BUSY goal beside a kept lock."""
+    def path(o: z3.ExprRef) -> z3.BoolRef:
+        d = c.rigid.drv_of(o)
+        kept = z3.And(x.held(o), z3.Or(x.holder(o) == int(H.KEPT), x.holder(o) == int(H.KEPT_TOP)))
+        return c.u.exists(PROC, lambda p: c.u.exists(PROC, lambda q: z3.Or(
+            z3.And(p != q, x.goal(p, d) == int(G.BUSY), x.goal(q, d) == int(G.BUSY)),
+            z3.And(p != q, x.sub(p, o) == int(G.BUSY), x.sub(q, o) == int(G.BUSY)),
+            z3.And(x.goal(p, d) == int(G.BUSY), x.sub(q, o) == int(G.BUSY)),
+            z3.And(p == q, kept, z3.Or(x.goal(p, d) == int(G.BUSY), x.sub(p, o) == int(G.BUSY))))))
+    return c.u.exists(PATH, path)
+
+
+def busy_without_lock(c: Ctx, x: AState) -> z3.BoolRef:
+    """A BUSY goal does not hold the lock of one of its paths as that goal."""
+    return c.u.exists(PROC, lambda p: c.u.exists(PATH, lambda o: z3.Or(
+        z3.And(x.goal(p, c.rigid.drv_of(o)) == int(G.BUSY), z3.Not(x.owns(o, p, H.BUILD))),
+        z3.And(x.sub(p, o) == int(G.BUSY), z3.Not(x.owns(o, p, H.SUBST))))))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A catalogue property as an abstract bad condition: named facts that the invariant refutes
+    together, and that a scenario's own bad condition implies (checked by the bridge)."""
+
+    tag: str  # prefix of the facts' tracking literals
+    bad: dict[str, Formula]
+
+
+CLAIMS: dict[str, Claim] = {
+    "deadlock_free": Claim("stuck", STUCK),
+    "lock_exclusive": Claim("bad", {"two_claimants": two_claimants}),
+    "build_holds_lock": Claim("bad", {"busy_without_lock": busy_without_lock}),
+}
+
+
 # -- the invariant ----------------------------------------------------------------------------
 
 def owner_running(c: Ctx, x: AState) -> z3.BoolRef:
@@ -351,7 +390,10 @@ def lemmas(proto: Protocol) -> dict[str, Formula]:
     """The invariant for a protocol; the same names as the grounded lemmas in induction.py."""
     out: list[Formula] = [owner_running, held_has_holder, build_lock_busy, subst_lock_busy,
                           busy_holds_lock, subst_busy_holds_lock]
-    out.append(kept_top_failed if proto.kept else never_kept)
+    if not proto.kept:
+        out.append(never_kept)
+    elif proto.kept_top_failed:
+        out.append(kept_top_failed)
     return {f.__name__: f for f in out}
 
 
@@ -389,6 +431,7 @@ class Theorem:
     assumptions: tuple[str, ...]
     checks: list[Check]
     lemmas: list[str]
+    prop: str = "deadlock_free"
 
     @property
     def holds(self) -> bool:
@@ -400,10 +443,12 @@ class Theorem:
 
 
 def theorem(policy: str, assumptions: tuple[str, ...] = (), timeout_ms: int = 60_000,
-            without: frozenset[str] = frozenset()) -> Theorem:
-    """`deadlock_free` for every number of processes, derivations and paths, under `policy`'s
-    lock protocol and the named `assumptions` (keys of ASSUMPTIONS). `without` leaves protocol
-    rules out, to show that the proof needs them."""
+            without: frozenset[str] = frozenset(), prop: str = "deadlock_free") -> Theorem:
+    """`prop` (a key of CLAIMS) for every number of processes, derivations and paths, under
+    `policy`'s lock protocol and the named `assumptions` (keys of ASSUMPTIONS). `without` leaves
+    protocol rules out, to show that the proof needs them."""
+    if prop not in CLAIMS:
+        raise ValueError(f"property {prop!r}: no every-size claim for it; claims: {', '.join(CLAIMS)}")
     unknown = [a for a in assumptions if a not in ASSUMPTIONS]
     if unknown:
         raise ValueError(f"assumption {unknown[0]!r}: unknown; known: {', '.join(ASSUMPTIONS)}")
@@ -454,16 +499,17 @@ def theorem(policy: str, assumptions: tuple[str, ...] = (), timeout_ms: int = 60
     s = solver()
     for name, f in named(inv, c, x):
         s.assert_and_track(f, z3.Bool(name))
-    for name, f in named(STUCK, c, x):
-        s.assert_and_track(f, z3.Bool(f"stuck:{name}"))
+    claim = CLAIMS[prop]
+    for name, f in named(claim.bad, c, x):
+        s.assert_and_track(f, z3.Bool(f"{claim.tag}:{name}"))
     ask(s, "safety", z3.BoolVal(True), x)
-    return Theorem(policy, tuple(assumptions), checks, list(inv))
+    return Theorem(policy, tuple(assumptions), checks, list(inv), prop)
 
 
 @cache
-def proved(policy: str, assumptions: tuple[str, ...] = ()) -> Theorem:
+def proved(policy: str, assumptions: tuple[str, ...] = (), prop: str = "deadlock_free") -> Theorem:
     """`theorem`, once per process: it does not depend on any scenario."""
-    return theorem(policy, assumptions)
+    return theorem(policy, assumptions, prop=prop)
 
 
 def small_model(s: z3.Solver, tag: z3.BoolRef, most: int) -> z3.ModelRef | None:

@@ -14,7 +14,8 @@ one quantifier-free z3 query over the grounded `Expr` trees:
   assumption   each assumption the theorem was proved under holds of the scenario;
   step         each non-stutter grounded transition, from any type-correct state,
                obeys every protocol rule with its own process as the actor;
-  stuck        the grounded `deadlocked` predicate implies every STUCK fact.
+  stuck / bad  the scenario's bad condition for the property (`deadlocked`, or
+               the negated state property) implies the claim's abstract facts.
 
 Together with the theorem they prove `deadlock_free` for the scenario, at a
 cost that grows with the number of transitions, not with the state space. A
@@ -30,9 +31,9 @@ from dataclasses import dataclass
 import z3
 
 from . import parametric as PM
-from .expr import Expr
+from .expr import Expr, not_
 from .machine import Model, State
-from .properties import deadlocked
+from .properties import PROPERTIES, deadlocked
 from .state import GoalState as G
 from .state import Top
 from .z3lower import Lowering, Vec
@@ -145,8 +146,9 @@ class _Instance:
             active=_table(lambda p: active[p - 1], procs), topfailed=_table(topfailed, procs))
 
 
-def bridge(model: Model, assumptions: Sequence[str] = ()) -> Bridge:
-    """Check every obligation that lets the theorem for `model.policy` speak about `model`."""
+def bridge(model: Model, assumptions: Sequence[str] = (), prop: str = "deadlock_free") -> Bridge:
+    """Check every obligation that lets the theorem for `model.policy` and `prop` speak about
+    `model`; the last one: the scenario's own bad condition for `prop` implies the claim's."""
     start = time.perf_counter()
     inst = _Instance(model)
     c, a, x, low = inst.ctx, inst.a, inst.x, inst.low
@@ -204,12 +206,19 @@ def bridge(model: Model, assumptions: Sequence[str] = ()) -> Bridge:
             return done(Obligation(f"step:{first_false(m, rules)}", low.read(m, x), str(t.action),
                                    low.read(m, y)))
 
-    facts = {n: f(c, a) for n, f in PM.STUCK.items()}
+    claim = PM.CLAIMS[prop]
+    facts = {n: f(c, a) for n, f in claim.bad.items()}
+    if prop == "deadlock_free":
+        bad = deadlocked(model.rules, model.transitions)
+    else:
+        state = PROPERTIES[prop].state
+        assert state is not None
+        bad = not_(state(model.rules, model.transitions))
     s.push()
-    s.add(low.pred(deadlocked(model.rules, model.transitions), x))
+    s.add(low.pred(bad, x))
     s.add(z3.Not(z3.And(list(facts.values()))))
     m = fails()
     s.pop()
     if m is not None:
-        return done(Obligation(f"stuck:{first_false(m, facts)}", low.read(m, x)))
+        return done(Obligation(f"{claim.tag}:{first_false(m, facts)}", low.read(m, x)))
     return done(None)

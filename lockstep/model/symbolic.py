@@ -6,9 +6,10 @@ a shortest trace that replays through the concrete model) or are unknown
 unreached or unknown. The library never prints.
 
 method="auto" tries, per property, in this order:
-  parametric `deadlock_free` only: the every-size theorem for the policy's lock
-             protocol (parametric.py), instantiated for this scenario by the
-             bridge's quantifier-free obligations (parametric_bridge.py);
+  parametric `deadlock_free`, `lock_exclusive`, `build_holds_lock`: the every-size
+             theorem for the policy's lock protocol (parametric.py), instantiated
+             for this scenario by the bridge's quantifier-free obligations
+             (parametric_bridge.py);
   induction  Houdini over the candidate lemmas (induction.py), then the three
              checks for the property; an `unreached` sometimes-property is
              proved the same way, as the invariant "never P";
@@ -31,7 +32,7 @@ from .chc import spacer
 from .expr import Expr, not_
 from .induction import Checker, Lemma, candidates
 from .machine import Model
-from .parametric import ASSUMPTIONS, proved
+from .parametric import ASSUMPTIONS, CLAIMS, proved
 from .parametric_bridge import bridge
 from .properties import CATALOGUE, Property, get
 from .rules import Rules, Transition
@@ -102,12 +103,12 @@ class _Engine:
     def parametric(self, prop: Property) -> SymbolicResult:
         """The every-size theorem, without assumptions first, then under each assumption."""
         start = time.perf_counter()
-        if prop.name != "deadlock_free":
+        if prop.name not in CLAIMS:
             return SymbolicResult(prop.name, prop.kind, "unknown", method="parametric", reason=(
-                "the every-size theorem is about deadlock_free only"))
+                f"no every-size theorem for {prop.name}; there are for {', '.join(CLAIMS)}"))
         why: list[str] = []
         for assumed in ((), *((a,) for a in ASSUMPTIONS)):
-            th = proved(self.model.policy, assumed)
+            th = proved(self.model.policy, assumed, prop.name)
             under = f" under {', '.join(assumed)}" if assumed else ""
             if not th.holds:
                 bad = th.failed
@@ -115,7 +116,7 @@ class _Engine:
                 why.append(f"the every-size theorem for {self.model.policy}{under} fails at {bad.name}"
                            f" ({bad.answer}; abstract counterexample: {bad.counterexample.replace(chr(10), '; ')})")
                 continue
-            b = bridge(self.model, assumed)
+            b = bridge(self.model, assumed, prop.name)
             if b.failure is not None:
                 f = b.failure
                 at = f" by {f.action}" if f.action else ""
@@ -176,9 +177,9 @@ def check(model: Model, properties: Sequence[str] | None = None, depth: int = 40
                 "a graph property (completion stays reachable from every state) is not a safety "
                 "property; the z3 engine does not decide it: use the explicit engine"))
     todo = [p for p in props if p.name not in done]
-    if method == "parametric" or (method == "auto" and "deadlock_free" in {p.name for p in todo}):
+    if method in ("auto", "parametric"):
         for p in todo:
-            if method == "parametric" or p.name == "deadlock_free":
+            if method == "parametric" or p.name in CLAIMS:
                 pr = eng.parametric(p)
                 if pr.result != "unknown" or method == "parametric":
                     done[p.name] = pr

@@ -53,9 +53,30 @@ def test_guix_needs_no_keep_going() -> None:
 
 def test_pre_fix_fails_where_the_seed_bug_lives() -> None:
     th = proved("pre-fix", ("no_keep_going",))
-    # Beaten keeps the lock for a top-level goal that succeeded: not inductive
-    assert th.failed is not None and th.failed.name == "consecution:kept_top_failed"
-    assert "as KEPT_TOP" in th.failed.counterexample
+    # Beaten keeps the lock for a top-level goal that succeeded (Guix bug 31785): two active
+    # processes, each holding such a lock, each wanting the other's
+    assert th.failed is not None and th.failed.name == "safety" and th.failed.answer == "sat"
+    cex = th.failed.counterexample
+    assert cex.count("as KEPT_TOP") == 2 and "topfailed=True" not in cex
+
+
+@pytest.mark.parametrize("policy", ["pre-fix", "guix", "release-on-done"])
+@pytest.mark.parametrize("prop", ["lock_exclusive", "build_holds_lock"])
+def test_lock_discipline_every_size_every_policy(policy: str, prop: str) -> None:
+    th = proved(policy, (), prop)
+    assert th.holds, th.failed
+    safety = next(c for c in th.checks if c.name == "safety")
+    assert "busy_holds_lock" in safety.core
+    b = bridge(Model(scenario("seed"), policy), (), prop)
+    assert b.ok, b.failure
+    (r,) = check(Model(scenario("substitute-ok"), policy), [prop], method="parametric")
+    assert (r.result, r.method) == ("holds", "parametric"), r.reason
+
+
+def test_bridge_rejects_a_variant_that_breaks_the_claim() -> None:
+    """build-without-lock breaks build_holds_lock: the bridge fails before the claim is used."""
+    b = bridge(Model(scenario("seed"), "guix", frozenset({"build-without-lock"})), (), "build_holds_lock")
+    assert b.failure is not None and b.failure.check == "step:busy_takes_lock"
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
