@@ -15,7 +15,12 @@ the lemma it breaks.
 
 Houdini (Flanagan and Leino's algorithm) finds the largest inductive subset of
 a pool of candidate lemmas: while consecution fails, drop every lemma false in
-the counterexample's post-state. The pool below is written from the lock
+the counterexample's post-state. It asks consecution per transition, and of
+only the lemmas that read a variable the transition writes (any other lemma
+holds after the step exactly when before it), over one solver in which every
+lemma sits behind a literal and the surviving lemmas are the assumptions.
+The largest inductive subset is unique, so the order of the questions does
+not change the answer. The pool below is written from the lock
 discipline the model's comments state (who may hold a lock, and in which goal
 state), plus the catalogue's own state properties; which of them survive is
 up to z3.
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 
 import z3
 
-from .expr import Expr, Var, and_, eq, evaluate, implies, le, ne
+from .expr import Expr, Var, and_, eq, evaluate, implies, le, ne, variables
 from .machine import Model, State
 from .properties import CATALOGUE, Property
 from .rules import Rules
@@ -121,13 +126,25 @@ class Checker:
         self.y: Vec = self.low.vector("y")
         self.act = self.low.selector("x")
         self.trans = self.low.trans(self.x, self.y, self.act, stutters=False)
+        # lemma name -> (its Expr, that Expr lowered over x); the Expr is kept so the entry
+        # is used only for that very object
+        self._pre: dict[str, tuple[Expr, z3.BoolRef]] = {}
+
+    def pre(self, lem: Lemma) -> z3.BoolRef:
+        """`lem` over the pre-state vector, lowered once per lemma object."""
+        hit = self._pre.get(lem.name)
+        if hit is not None and hit[0] is lem.expr:
+            return hit[1]
+        p = self.low.pred(lem.expr, self.x)
+        self._pre[lem.name] = (lem.expr, p)
+        return p
 
     def solver(self, lemmas: Sequence[Lemma], step: bool) -> z3.Solver:
         s = z3.SolverFor("QF_LIA")
         s.set("unsat_core", True)
         s.add(self.low.domain(self.x))
         for lem in lemmas:
-            s.assert_and_track(self.low.pred(lem.expr, self.x), z3.Bool(lem.name))
+            s.assert_and_track(self.pre(lem), z3.Bool(lem.name))
         if step:
             s.add(self.trans)
         return s
@@ -180,21 +197,50 @@ class Checker:
         return Verdict(cti is None, lemmas, cti, cores)
 
     def houdini(self, pool: Sequence[Lemma]) -> list[Lemma]:
-        """The largest subset of `pool` that is inductive (with type_ok)."""
+        """The largest subset of `pool` that is inductive (with type_ok).
+
+        One pass asks, for every non-stutter transition k, whether some surviving
+        lemma that reads a variable k writes can be false after k from a state
+        (within type_ok) where every surviving lemma holds; a counterexample drops
+        the lemmas false in its post-state and k is asked again. Passes repeat
+        until one drops nothing.
+        """
         init = self.model.init_state()
         keep = [lem for lem in pool if evaluate(lem.expr, init)]
-        base = type_ok(self.model)
+        s = z3.SolverFor("QF_LIA")
+        s.add(self.low.domain(self.x))
+        lit: dict[str, z3.BoolRef] = {}
+        for lem in keep:
+            lit[lem.name] = z3.Bool(f"houdini:{lem.name}")
+            s.add(z3.Implies(lit[lem.name], self.pre(lem)))
+        reads = {lem.name: variables(lem.expr) for lem in keep}
+        steps = [(k, frozenset(t.updates)) for k, t in enumerate(self.model.transitions) if not t.stutter]
+        asked = 0
         while True:
-            s = self.solver([base, *keep], step=True)
-            post = {lem.name: self.low.pred(lem.expr, self.y) for lem in keep}
-            s.add(z3.Or([z3.Not(p) for p in post.values()]))
-            r = s.check()
-            if r == z3.unsat:
+            dropped = False
+            for k, writes in steps:
+                at_risk = [lem for lem in keep if reads[lem.name] & writes]
+                if not at_risk:
+                    continue
+                y = self.low.successor(self.x, k)
+                guard = self.low.enabled(self.x, k)
+                while at_risk:
+                    post = [(lem, self.low.pred(lem.expr, y)) for lem in at_risk]
+                    query = z3.Bool(f"houdini:step{asked}")
+                    asked += 1
+                    s.add(z3.Implies(query, z3.And(guard, z3.Or([z3.Not(p) for _, p in post]))))
+                    r = s.check(query, *(lit[lem.name] for lem in keep))
+                    if r == z3.unsat:
+                        break
+                    if r != z3.sat:
+                        raise TimeoutError(f"houdini at transition {k}: z3 answered {r}")
+                    m = s.model()
+                    gone = {lem.name for lem, p in post if not z3.is_true(m.eval(p, model_completion=True))}
+                    keep = [lem for lem in keep if lem.name not in gone]
+                    at_risk = [lem for lem in at_risk if lem.name not in gone]
+                    dropped = True
+            if not dropped:
                 return keep
-            if r != z3.sat:
-                raise TimeoutError(f"houdini: z3 answered {r}")
-            m = s.model()
-            keep = [lem for lem in keep if z3.is_true(m.eval(post[lem.name], model_completion=True))]
 
     def _cti(self, m: z3.ModelRef, check: str, lemma: str, step: bool = True) -> CTI:
         pre = self.low.read(m, self.x)
@@ -205,4 +251,4 @@ class Checker:
 
 
 def _names(core: Sequence[z3.BoolRef] | z3.AstVector, goal: z3.BoolRef) -> list[str]:
-    return sorted(str(c) for c in core if not c.eq(goal))
+    return sorted(c.decl().name() for c in core if not c.eq(goal))

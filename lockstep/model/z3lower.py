@@ -176,6 +176,17 @@ class Lowering:
     def enabled(self, x: Sequence[z3.ArithRef], k: int) -> z3.BoolRef:
         return self.pred(self.transitions[k].guard, x)
 
+    def successor(self, x: Sequence[z3.ArithRef], k: int) -> Vec:
+        """The post-state of transition `k` from `x`, as terms over `x` (no post-state variables).
+
+        Position i is transition k's update of i, or x[i] itself where k does not
+        write i: an Expr reading only unwritten positions lowers to the same term.
+        """
+        y = list(x)
+        for i, e in self.transitions[k].updates.items():
+            y[i] = self.as_num(self.term(e, x))
+        return y
+
     # -- properties --------------------------------------------------------------------
 
     def holds_state(self, prop: Property, x: Sequence[z3.ArithRef]) -> z3.BoolRef:
