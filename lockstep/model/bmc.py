@@ -219,14 +219,25 @@ def strengthening(model: Model) -> list[Lemma]:
 
 
 def bmc(model: Model, props: Sequence[Property], depth: int, seconds: float | None = None,
-        bits: int | None = None, lemmas: Sequence[Lemma] = (), first: int = 0) -> dict[str, Outcome]:
+        bits: int | None = None, lemmas: Sequence[Lemma] = (), first: int = 0,
+        parallel: bool = False) -> dict[str, Outcome]:
     """Deepen from `first` to `depth` (or until `seconds` run out) until each bad condition is found.
 
     `bits`: bit-vectors of that width instead of integers (`Lowering.width`);
     `lemmas`: a proved inductive invariant to assert at every step;
     `first` > 0: depths below it are not asked (found traces are then not
-    proved shortest by BMC).
+    proved shortest by BMC);
+    `parallel`: state properties are searched in Foata frames instead
+    (`bmc_steps.parallel_bmc`: `depth` counts frames, traces are not proved
+    shortest, often much faster); step properties still take single steps.
     """
+    if parallel:
+        from .bmc_steps import parallel_bmc  # bmc_steps builds on this module
+
+        states = [p for p in props if p.form == "state"]
+        framed = parallel_bmc(model, states, depth, seconds, lemmas=lemmas)
+        steps = [p for p in props if p.form != "state"]
+        return framed | (bmc(model, steps, depth, seconds, bits, lemmas, first) if steps else {})
     start = time.perf_counter()
 
     def left_ms() -> int | None:

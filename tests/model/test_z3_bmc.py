@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from lockstep.model import Model, find_scenario
+from lockstep.model import Model, find_scenario, load_scenario
 from lockstep.model.bmc import bmc, strengthening
+from lockstep.model.bmc_steps import parallel_bmc
 from lockstep.model.explicit import Explorer
-from lockstep.model.properties import get
+from lockstep.model.properties import CATALOGUE, get
+from lockstep.model.scenario import builtin_scenarios
 from lockstep.model.symbolic import check
 from lockstep.model.trace import replay
 from lockstep.model.z3lower import Lowering
@@ -75,3 +77,38 @@ def test_seed_pre_fix_deadlock_at_bfs_depth() -> None:
     assert wf.cycle() is not None
     # every running process waits on a lock another holds, as in the explicit trace's end
     assert {a for a, _, _ in wf.edges} == {a for a, _, _ in m.wait_for(explicit.trace.states[-1]).edges}
+
+
+def test_parallel_bmc_finds_the_seed_deadlock() -> None:
+    """Foata frames find the seed's pre-fix deadlock without being told the depth.
+
+    With `fewest`, the step count is minimal among paths of the height found,
+    and here it equals the explicit engine's shortest depth (21); the frames
+    linearise to a trace the concrete model replays to a deadlock with a cycle.
+    """
+    m = Model(find_scenario("seed"), "pre-fix")
+    explicit = Explorer(m).explore().results["deadlock_free"]
+    assert explicit.trace is not None
+    o = parallel_bmc(m, [get("deadlock_free")], frames=len(explicit.trace), fewest=True)["deadlock_free"]
+    assert o.found is not None and len(o.found) == o.depth == len(explicit.trace) and not o.shortest
+    again = replay(m, o.found.to_itf())
+    assert again.states == o.found.states and m.is_deadlock(again.last)
+    assert m.wait_for(again.last).cycle() is not None
+    assert bmc(m, [get("deadlock_free")], depth=8, parallel=True)["deadlock_free"].found is not None
+
+
+@pytest.mark.parametrize("name", ["hang-keep-going", "hang-stop", "multi-output", "substitute-fail"])
+@pytest.mark.parametrize("policy", ["pre-fix", "guix"])
+def test_parallel_bmc_verdicts_are_the_explicit_engines(name: str, policy: str) -> None:
+    """Every state property: found iff the explicit engine finds it, and otherwise proved by completeness."""
+    m = Model(load_scenario(builtin_scenarios()[name]), policy)
+    explicit = Explorer(m).explore().results
+    props = [p for p in CATALOGUE if p.form == "state"]
+    found = parallel_bmc(m, props, frames=40)
+    for p in props:
+        o, e = found[p.name], explicit[p.name]
+        assert o.found is not None or o.complete, (p.name, o.reason)
+        assert (o.found is not None) == (e.result in ("violated", "reached")), (p.name, e.result, o.reason)
+        if o.found is not None:
+            assert e.trace is not None and len(o.found) >= len(e.trace)
+            assert replay(m, o.found.to_itf()).states == o.found.states
