@@ -1,27 +1,29 @@
-"""Deadlock freedom for every size: a quantified proof over uninterpreted sorts.
+"""Claims for every size: quantified proofs over uninterpreted sorts.
 
 The grounded model (rules.py) exists one scenario at a time, so every other
-engine proves things about one scenario. This module proves `deadlock_free`
-for any number of processes, derivations and paths at once, in two halves:
+engine proves things about one scenario. This module proves `deadlock_free`,
+`lock_exclusive` and `build_holds_lock` (`CLAIMS`) for any number of
+processes, derivations and paths at once, in two halves:
 
 The theorem (`theorem`): processes, derivations and paths are uninterpreted
 z3 sorts (no size, no shape: any finite structure is a model), the state is a
 set of functions over them (`AState`: who holds each lock and as which holder,
 goal states, request status, `active`, `topfailed`), and the steps are only
-constrained by the *lock protocol*, six named rules (`RULES`) that every step
-of every process obeys. A quantified invariant (`LEMMAS`) is proved by the
-three checks (initiation, consecution, safety against the abstract deadlock
-`STUCK`), each lemma and rule under a tracking literal named after it, so the
-unsat cores say which rules the proof used.
+constrained by the *lock protocol*, seven named rules (`RULES`) that every
+step of every process obeys. A quantified invariant (`lemmas`) is proved by
+the three checks (initiation, consecution, safety against the claim's
+abstract bad condition, e.g. the abstract deadlock `STUCK`), each lemma, rule
+and bad fact under a tracking literal named after it, so the unsat cores say
+which rules the proof used.
 
 The bridge (parametric_bridge.py) checks, for one concrete scenario, that its
 grounded transitions obey the protocol rules, that its initial state is an
-abstract initial state, and that its `deadlocked` predicate implies `STUCK`:
-quantifier-free queries, one per (transition, rule), so the cost grows with
-the size of the scenario and not with its state space. Theorem plus bridge
-prove `deadlock_free` for that scenario; the theorem alone is the claim for
-every size that the bridge has been checked to instantiate (docs/proofs.md
-says exactly which scenarios that is).
+abstract initial state, and that its own bad condition (`deadlocked`, or a
+negated state property) implies the claim's: quantifier-free queries, a few
+per process, so the cost grows with the size of the scenario and not with its
+state space. Theorem plus bridge prove the claim for that scenario; the
+theorem alone is the claim for every size that the bridge has been checked to
+instantiate (docs/proofs.md says exactly which scenarios that is).
 
 The protocol is parameterised by the policy's treatment of finished goals'
 locks (`Protocol`): whether a lock may be kept after its goal finishes, and

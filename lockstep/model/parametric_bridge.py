@@ -12,14 +12,19 @@ one quantifier-free z3 query over the grounded `Expr` trees:
   initial      the grounded initial state is an abstract initial state;
   well_formed  every type-correct grounded state is well formed;
   assumption   each assumption the theorem was proved under holds of the scenario;
-  step         each non-stutter grounded transition, from any type-correct state,
-               obeys every protocol rule with its own process as the actor;
+  step         each non-stutter grounded transition obeys every protocol rule
+               with its own process as the actor (one query per process);
   stuck / bad  the scenario's bad condition for the property (`deadlocked`, or
                the negated state property) implies the claim's abstract facts.
 
-Together with the theorem they prove `deadlock_free` for the scenario, at a
-cost that grows with the number of transitions, not with the state space. A
-failed obligation names the rule or fact, the transition and a concrete state.
+Step and bad obligations are asked of pre-states whose abstraction satisfies
+the theorem's invariant: by induction along any run (initiation, then bridge
+step and consecution), the abstraction of every reachable state does. The
+owner of a free lock reads as no process; every formula reads `owner(o)` only
+where `held(o)`, so that value is never observed. Together with the theorem
+the obligations prove the claim for the scenario, at a cost that grows with
+the number of transitions, not with the state space. A failed obligation
+names the rule or fact, the transition and a concrete state.
 """
 
 from __future__ import annotations
