@@ -40,7 +40,7 @@ from collections.abc import Sequence
 import z3
 
 from . import bmc_onehot as B
-from .bmc import Outcome, first_moves, footprints
+from .bmc import Outcome, commuting_predecessors, first_moves, footprints
 from .bmc_onehot import Propositional
 from .induction import Lemma
 from .machine import Model, State
@@ -48,7 +48,7 @@ from .properties import Property
 from .trace import Trace
 
 # a template vector's literal: X.<i>.<c>, F.<j>, W.<i> ...; renamed per frame
-_TEMPLATE = re.compile(r"(?<=[ (])([XYFWRPQ])\.")
+_TEMPLATE = re.compile(r"(?<=[ (])([XYFGWRPQ])\.")
 
 
 class Frames:
@@ -56,7 +56,7 @@ class Frames:
 
     The step, the Foata link between two frames and the per-state lemmas are
     lowered once, as SMT-LIB text over template vectors X (pre-state),
-    Y (post-state), F (this frame's firings), W and R (per variable: a fired
+    Y (post-state), F and G (this frame's and the previous frame's firings), W and R (per variable: a fired
     transition writes it; one reads it without writing it), P and Q (W and R
     of the previous frame), and renamed for each frame.
     """
@@ -79,7 +79,7 @@ class Frames:
             for i in r - w:
                 self.readers[i].append(k)
         self.step = self.lower_step()
-        self.link = self.lower_foata() if parallel else []
+        self.link = self.lower_foata() if parallel else self.lower_commuting()
         self.inv = [self.prop.pred(lem.expr, "X") for lem in lemmas]
         self.depth = 0
         self.declare(self.prop.names("x0"))
@@ -111,7 +111,7 @@ class Frames:
                      + [f"{r}.{i}" for i, rs in enumerate(self.readers) if rs])
         self.add(self.copy(self.step, X=x, Y=y, F=f, W=w, R=r))
         if k > 1:
-            self.add(self.copy(self.link, P=f"w{k - 1}", Q=f"r{k - 1}", F=f))
+            self.add(self.copy(self.link, P=f"w{k - 1}", Q=f"r{k - 1}", G=f"f{k - 1}", F=f))
         self.add(self.copy(self.inv, X=y))
         self.depth = k
         self.symmetry(f)
@@ -158,6 +158,12 @@ class Frames:
                         out.append(B.implies(self.fire("F", j), B.not_(cond)))
             out.extend(B.iff(B.lit("Y", i, c), B.or_(cases[c])) for c in range(dom))
         return out
+
+    def lower_commuting(self) -> list[str]:
+        """Single steps: commuting neighbours in increasing order (`bmc.commuting_predecessors`)."""
+        live = set(self.live)
+        return [B.implies(self.fire("F", b), B.not_(B.or_([self.fire("G", a) for a in before if a in live])))
+                for b, before in enumerate(commuting_predecessors(self.model)) if b in live]
 
     def lower_foata(self) -> list[str]:
         """Each transition fired in F depends on one fired the frame before (else it would fire then).
