@@ -84,7 +84,8 @@ def check_symbolic(model: Model, props: Sequence[str] | None, depth: int,
     except ModuleNotFoundError:
         raise NotImplementedError("the z3 engine is not installed in this checkout") from None
     return [CheckRow(model.scenario.name, model.policy, "z3", r.name, r.kind, r.result, r.trace,
-                     depth=r.depth, seconds=r.seconds, reason=r.reason, method=r.method)
+                     depth=r.depth, seconds=r.seconds, reason=r.reason, method=r.method,
+                     extra={"shortest": r.shortest} if r.trace is not None else None)
             for r in symbolic.check(model, _selected(props), depth=depth, method=method)]
 
 

@@ -13,8 +13,13 @@ method="auto" tries, per property, in this order:
   induction  Houdini over the candidate lemmas (induction.py), then the three
              checks for the property; an `unreached` sometimes-property is
              proved the same way, as the invariant "never P";
-  bmc        deepening to `depth` (bmc.py): finds the shortest violation or
-             witness, and proves the rest when every path ends within `depth`;
+  bmc        for state properties, first in Foata frames (bmc_steps.py: fast
+             to find; the trace found is then offered to sequential BMC below
+             its length, which proves it shortest or finds a shorter one, within
+             the budget: `shortest` says which); then sequential deepening to
+             `depth` (bmc.py) for the rest: finds the shortest violation or
+             witness, and proves the rest when every path ends within `depth`.
+             method="bmc" is the sequential deepening alone;
   spacer     z3's CHC engine for what is still open, its invariant re-checked.
 `requests_complete` is a graph property (from every state completion stays
 reachable: a branching-time claim, not a safety property) and is reported as
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .bmc import bmc
+from .bmc_steps import parallel_bmc
 from .chc import spacer
 from .expr import Expr, not_
 from .induction import Checker, Lemma, candidates
@@ -52,6 +58,7 @@ class SymbolicResult:
     seconds: float = 0.0
     reason: str = ""
     invariant: list[str] = field(default_factory=list)  # lemma names a proof used
+    shortest: bool = True  # a trace's length was proved minimal by the engine itself
 
 
 def negated(prop: Property) -> Property:
@@ -143,6 +150,42 @@ class _Engine:
         return SymbolicResult(prop.name, prop.kind, result, method="spacer",
                               seconds=time.perf_counter() - start, reason=reason)
 
+    def framed(self, props: Sequence[Property], seconds: float) -> dict[str, SymbolicResult]:
+        """Parallel (Foata-frame) BMC for state properties; each trace it finds is then handed
+        to sequential BMC below its length, which proves it shortest or finds a shorter one."""
+        start = time.perf_counter()
+        out: dict[str, SymbolicResult] = {}
+        states = [p for p in props if p.form == "state"]
+        if not states:
+            return out
+        lemmas = self._inv or ()
+        for name, o in parallel_bmc(self.model, states, self.depth, seconds / 2, lemmas=lemmas,
+                                    fewest=True).items():
+            prop = get(name)
+            if o.found is None:
+                if o.complete:
+                    out[name] = SymbolicResult(
+                        name, prop.kind, "holds" if prop.kind == "always" else "unreached", None, o.depth,
+                        "bmc", o.seconds, f"no path has {o.depth + 1} Foata frames, and every height up "
+                                          f"to {o.depth} was asked")
+                continue  # undecided: left to sequential BMC
+            n = len(o.found)
+            bad = "violated" if prop.kind == "always" else "reached"
+            left = max(1.0, seconds - (time.perf_counter() - start))
+            seq = bmc(self.model, [prop], n - 1, left, lemmas=lemmas)[name] if n > 1 else None
+            if seq is not None and seq.found is not None:
+                out[name] = SymbolicResult(name, prop.kind, bad, seq.found, seq.depth, "bmc",
+                                           time.perf_counter() - start, "")
+            elif seq is None or seq.complete or seq.depth >= n - 1:
+                out[name] = SymbolicResult(name, prop.kind, bad, o.found, n, "bmc", time.perf_counter() - start,
+                                           f"{o.reason}; sequential BMC refuted every shorter depth")
+            else:
+                out[name] = SymbolicResult(
+                    name, prop.kind, bad, o.found, n, "bmc", time.perf_counter() - start,
+                    f"{o.reason}; sequential BMC refuted depths up to {seq.depth} before its budget ran "
+                    f"out: not proved shortest (the explicit engine's BFS decides that)", shortest=False)
+        return out
+
     def bmc(self, props: Sequence[Property], seconds: float) -> dict[str, SymbolicResult]:
         out = {}
         for name, o in bmc(self.model, props, self.depth, seconds, lemmas=self._inv or ()).items():
@@ -189,6 +232,9 @@ def check(model: Model, properties: Sequence[str] | None = None, depth: int = 40
             r = eng.induction(p)
             if r is not None:
                 done[p.name] = r
+    todo = [p for p in props if p.name not in done]
+    if method == "auto" and todo:
+        done.update(eng.framed(todo, seconds))
     todo = [p for p in props if p.name not in done]
     if method in ("auto", "bmc") and todo:
         done.update(eng.bmc(todo, seconds))

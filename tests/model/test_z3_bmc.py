@@ -112,3 +112,17 @@ def test_parallel_bmc_verdicts_are_the_explicit_engines(name: str, policy: str) 
         if o.found is not None:
             assert e.trace is not None and len(o.found) >= len(e.trace)
             assert replay(m, o.found.to_itf()).states == o.found.states
+
+
+def test_auto_proves_a_short_trace_shortest_and_says_when_it_cannot() -> None:
+    """auto: Foata frames find the trace, sequential BMC below its length proves it shortest;
+    when the budget runs out first the result says so (`shortest` False, reason)."""
+    m = Model(find_scenario("hang-keep-going"), "pre-fix")
+    (r,) = check(m, ["deadlock_free"], seconds=20)
+    assert (r.result, r.method, r.shortest) == ("violated", "bmc", True)
+    assert r.trace is not None and len(r.trace) == 8 and m.is_deadlock(r.trace.last)
+    seed = Model(find_scenario("seed"), "pre-fix")
+    (r,) = check(seed, ["deadlock_free"], seconds=30)  # finding takes ~1-3 s; refuting 20 depths, hours
+    assert (r.result, r.method, r.shortest) == ("violated", "bmc", False)
+    assert r.trace is not None and seed.is_deadlock(replay(seed, r.trace.to_itf()).last)
+    assert "not proved shortest" in r.reason
