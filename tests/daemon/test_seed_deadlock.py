@@ -17,6 +17,7 @@ Under guix all three requests complete.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -26,7 +27,7 @@ import pytest
 from lockstep.harness.waitfor import WaitForGraph, build_graph, path_name
 from lockstep.impl.client import Client
 
-from .conftest import Daemon
+from .conftest import Daemon, start_daemon
 
 N_INPUTS = 12
 BUILD_SECONDS = 0.15
@@ -103,8 +104,31 @@ def run_seed(d: Daemon, policy: str) -> tuple[str, WaitForGraph | None, dict[int
     return outcome[0], outcome[1], results
 
 
-def test_pre_fix_deadlocks_with_a_cycle_of_kept_locks(daemon: Daemon) -> None:
-    outcome, graph, results = run_seed(daemon, "pre-fix")
+ATTEMPTS = 4  # free-running: the kernel's scheduling decides; see the test's docstring
+
+
+def test_pre_fix_deadlocks_with_a_cycle_of_kept_locks(daemon: Daemon, daemon_root: str) -> None:
+    """The hang depends on how the kernel schedules three free-running processes: a run
+    can finish (each time a client happens to find every path built before it polls; seen
+    twice in CI runs under load). Fresh daemons are tried up to ATTEMPTS times; the
+    deterministic reproduction is the controlled replay (tests/refinement)."""
+    for attempt in range(ATTEMPTS):
+        if attempt:
+            daemon.stop()
+            root = os.path.join(daemon_root, f"again{attempt}")
+            os.makedirs(root)
+            daemon = start_daemon(root)
+        outcome, graph, results = run_seed(daemon, "pre-fix")
+        if outcome == "deadlock":
+            break
+    try:
+        check_kept_cycle(daemon, outcome, graph, results)
+    finally:
+        if attempt:
+            daemon.stop()
+
+
+def check_kept_cycle(daemon: Daemon, outcome: str, graph: WaitForGraph | None, results: dict[int, Any]) -> None:
     assert graph is not None, (outcome, results)
     print(graph.format())
     assert outcome == "deadlock", graph.format()
