@@ -73,7 +73,7 @@ class _Lowering(Lowering):
     def __init__(self, model: Model) -> None:
         super().__init__(model)
         self._memo: dict[tuple[int, int, int], z3.ExprRef] = {}
-        self._keep: list[object] = []  # the memo is keyed by id(); keep the keys alive
+        self._keep: dict[int, object] = {}  # the memo is keyed by id(); keep the keys alive
 
     def term(self, e: Expr, x: Sequence[z3.ArithRef], y: Sequence[z3.ArithRef] | None = None) -> z3.ExprRef:
         def go(e: Expr) -> z3.ExprRef:
@@ -81,9 +81,9 @@ class _Lowering(Lowering):
             hit = self._memo.get(key)
             if hit is None:
                 hit = self._memo[key] = self._lower(e, x, y, go)
-                self._keep.append(e)
+                self._keep[id(e)] = e
             return hit
-        self._keep += [x, y]
+        self._keep[id(x)], self._keep[id(y)] = x, y
         return go(e)
 
 
@@ -161,10 +161,10 @@ def bridge(model: Model, assumptions: Sequence[str] = (), prop: str = "deadlock_
     s.add(low.domain(x))
     queries = 0
 
-    def fails(*facts: z3.BoolRef) -> z3.ModelRef | None:
+    def fails() -> z3.ModelRef | None:
         nonlocal queries
         queries += 1
-        r = s.check(*facts) if facts else s.check()
+        r = s.check()
         if r == z3.unknown:
             raise TimeoutError(f"bridge query for scenario {model.scenario.name!r}: z3 answered unknown")
         return s.model() if r == z3.sat else None
