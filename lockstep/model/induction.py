@@ -126,25 +126,13 @@ class Checker:
         self.y: Vec = self.low.vector("y")
         self.act = self.low.selector("x")
         self.trans = self.low.trans(self.x, self.y, self.act, stutters=False)
-        # lemma name -> (its Expr, that Expr lowered over x); the Expr is kept so the entry
-        # is used only for that very object
-        self._pre: dict[str, tuple[Expr, z3.BoolRef]] = {}
-
-    def pre(self, lem: Lemma) -> z3.BoolRef:
-        """`lem` over the pre-state vector, lowered once per lemma object."""
-        hit = self._pre.get(lem.name)
-        if hit is not None and hit[0] is lem.expr:
-            return hit[1]
-        p = self.low.pred(lem.expr, self.x)
-        self._pre[lem.name] = (lem.expr, p)
-        return p
 
     def solver(self, lemmas: Sequence[Lemma], step: bool) -> z3.Solver:
         s = z3.SolverFor("QF_LIA")
         s.set("unsat_core", True)
         s.add(self.low.domain(self.x))
         for lem in lemmas:
-            s.assert_and_track(self.pre(lem), z3.Bool(lem.name))
+            s.assert_and_track(self.low.pred(lem.expr, self.x), z3.Bool(lem.name))
         if step:
             s.add(self.trans)
         return s
@@ -212,7 +200,7 @@ class Checker:
         lit: dict[str, z3.BoolRef] = {}
         for lem in keep:
             lit[lem.name] = z3.Bool(f"houdini:{lem.name}")
-            s.add(z3.Implies(lit[lem.name], self.pre(lem)))
+            s.add(z3.Implies(lit[lem.name], self.low.pred(lem.expr, self.x)))
         reads = {lem.name: variables(lem.expr) for lem in keep}
         steps = [(k, frozenset(t.updates)) for k, t in enumerate(self.model.transitions) if not t.stutter]
         asked = 0

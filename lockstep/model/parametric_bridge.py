@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import z3
 
 from . import parametric as PM
-from .expr import Expr, not_
+from .expr import not_
 from .machine import Model, State
 from .properties import PROPERTIES, deadlocked
 from .state import GoalState as G
@@ -67,26 +67,6 @@ class Bridge:
         return self.failure is None
 
 
-class _Lowering(Lowering):
-    """`Lowering` with one memo for all queries: guards share subterms such as `active(p)`."""
-
-    def __init__(self, model: Model) -> None:
-        super().__init__(model)
-        self._memo: dict[tuple[int, int, int], z3.ExprRef] = {}
-        self._keep: dict[int, object] = {}  # the memo is keyed by id(); keep the keys alive
-
-    def term(self, e: Expr, x: Sequence[z3.ArithRef], y: Sequence[z3.ArithRef] | None = None) -> z3.ExprRef:
-        def go(e: Expr) -> z3.ExprRef:
-            key = (id(e), id(x), id(y))
-            hit = self._memo.get(key)
-            if hit is None:
-                hit = self._memo[key] = self._lower(e, x, y, go)
-                self._keep[id(e)] = e
-            return hit
-        self._keep[id(x)], self._keep[id(y)] = x, y
-        return go(e)
-
-
 def _table(entry: Callable[..., z3.ExprRef], ranges: Sequence[Sequence[int]]) -> PM.Fn:
     """A function of element numbers; a symbolic argument (such as `owner(o)`) becomes an
     if-then-else over its range."""
@@ -108,7 +88,7 @@ class _Instance:
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.low = _Lowering(model)
+        self.low = Lowering(model)
         scn = model.scenario
         self.procs = list(range(1, len(scn.processes) + 1))
         self.drvs = [d.name for d in scn.derivations]

@@ -45,6 +45,8 @@ class Lowering:
         self.transitions: list[Transition] = model.transitions
         self.size = len(self.layout.names)
         self.logic = "QF_LIA" if bits is None else "QF_BV"
+        self._memo: dict[tuple[int, int, int], z3.ExprRef] = {}
+        self._keep: dict[int, object] = {}  # the memo is keyed by id(); keep the keys alive
 
     @staticmethod
     def width(model: Model) -> int:
@@ -89,20 +91,21 @@ class Lowering:
     # -- expressions ------------------------------------------------------------------
 
     def term(self, e: Expr, x: Sequence[z3.ArithRef], y: Sequence[z3.ArithRef] | None = None) -> z3.ExprRef:
-        """`e` over pre-state `x` (and post-state `y` for `Next`): an Int or a Bool term."""
-        memo: dict[int, z3.ExprRef] = {}
-        keep: list[Expr] = []  # memo is keyed by id(); keep the keys alive
+        """`e` over pre-state `x` (and post-state `y` for `Next`): an Int or a Bool term.
 
+        Memoised for the Lowering's lifetime per (expression, x, y) object: guards and
+        lemmas share subterms (`active(p)`, `referenced(...)`) and are lowered again by
+        every query over the same vectors.
+        """
         def go(e: Expr) -> z3.ExprRef:
-            key = id(e)
-            hit = memo.get(key)
-            if hit is not None:
-                return hit
-            out = self._lower(e, x, y, go)
-            memo[key] = out
-            keep.append(e)
-            return out
+            key = (id(e), id(x), id(y))
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = self._memo[key] = self._lower(e, x, y, go)
+                self._keep[id(e)] = e
+            return hit
 
+        self._keep[id(x)], self._keep[id(y)] = x, y
         return go(e)
 
     def _lower(self, e: Expr, x: Sequence[z3.ArithRef], y: Sequence[z3.ArithRef] | None,
