@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from symbolic import explicit_size  # benchmarks/symbolic.py: a capped search in a child process
 
@@ -24,6 +26,8 @@ from lockstep.model import Model
 from lockstep.model.parametric import theorem
 from lockstep.model.parametric_bridge import bridge
 from lockstep.model.scenario import Derivation, Process, Scenario
+
+T = TypeVar("T")
 
 
 def layered(procs: int, width: int, levels: int) -> Scenario:
@@ -38,13 +42,14 @@ def layered(procs: int, width: int, levels: int) -> Scenario:
                     tuple(sorted(drvs, key=lambda d: d.name)), (Process(request),) * procs)
 
 
-def median_seconds(fn: object, runs: int) -> float:
+def timed(fn: Callable[[], T], runs: int) -> tuple[T, float]:
+    """The last run's result and the median seconds of `runs` runs."""
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        fn()  # type: ignore[operator]
+        out = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return out, statistics.median(times)
 
 
 def main() -> None:
@@ -59,8 +64,7 @@ def main() -> None:
     print(f"{'policy':16s} {'assumptions':14s} {'holds':6s} {'failed check':34s} {'seconds':>8s}")
     for policy, assumed in [("release-on-done", ()), ("guix", ()), ("guix", ("no_keep_going",)),
                             ("pre-fix", ()), ("pre-fix", ("no_keep_going",))]:
-        th = theorem(policy, assumed)
-        took = median_seconds(lambda: theorem(policy, assumed), args.runs)  # noqa: B023
+        th, took = timed(lambda: theorem(policy, assumed), args.runs)  # noqa: B023
         failed = th.failed.name if th.failed else "-"
         print(f"{policy:16s} {','.join(assumed) or '-':14s} {th.holds!s:6s} {failed:34s} {took:8.2f}", flush=True)
     print()
@@ -74,10 +78,9 @@ def main() -> None:
         scn = layered(p, w, levels)
         for policy in ("guix", "release-on-done"):
             m = Model(scn, policy)
-            b = bridge(m, ("no_keep_going",) if policy == "guix" else ())
+            assumed = ("no_keep_going",) if policy == "guix" else ()
+            b, took = timed(lambda: bridge(m, assumed), args.runs)  # noqa: B023
             assert b.ok, b.failure
-            took = median_seconds(lambda: bridge(m, ("no_keep_going",) if policy == "guix" else ()),  # noqa: B023
-                                  args.runs)
             size = explicit_size(m, True, args.cap, 600.0, args.gib)
             states = {"complete": f"{size.states:,}", "capped": f">{args.cap:,}"}.get(size.outcome, size.outcome)
             print(f"{scn.name:22s} {policy:16s} {len(m.transitions):6d} {b.queries:7d} {took:8.2f} "
